@@ -1,0 +1,15 @@
+//! mxguard's decision engine: `Request` in, `Verdict` out.
+//!
+//! This crate holds the policy logic (static lists, greylisting, and later rate limits, bans,
+//! SPF/DNSBL checks) and nothing that talks to the outside world: no sockets, no files, no
+//! Postfix attribute names. Time, DNS and storage come in through traits ([`clock::Clock`],
+//! [`store::Store`]) so tests run on fake time and in-memory state. The `mxguard` binary maps
+//! wire requests into [`Request`], calls the engine, and maps the [`Verdict`] back to the wire.
+
+pub mod clock;
+pub mod request;
+pub mod verdict;
+
+pub use clock::{Clock, FakeClock, SystemClock, UnixTime};
+pub use request::{Request, Stage};
+pub use verdict::{Action, Verdict};

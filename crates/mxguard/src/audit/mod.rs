@@ -1,0 +1,1 @@
+//! Configuration audit of Postfix and Dovecot (issue 9). Not implemented yet.
