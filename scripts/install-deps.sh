@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Preseed postfix so its postinst does not ask questions.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "postfix postfix/mailname string mx.example.test" | debconf-set-selections
-pkgs=(postfix swaks iproute2 nftables python3 procps)
+pkgs=(postfix swaks iproute2 nftables python3 procps dovecot-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
