@@ -7,7 +7,9 @@
 //! wire requests into [`Request`], calls the engine, and maps the [`Verdict`] back to the wire.
 
 pub mod clock;
+pub mod dns;
 pub mod request;
+pub mod spf;
 pub mod verdict;
 
 pub use clock::{Clock, FakeClock, SystemClock, UnixTime};
