@@ -11,8 +11,10 @@
 
 mod eval;
 mod macros;
-
+pub mod policyd_spf;
 mod record;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,0 +1,395 @@
+//! postfix-policyd-spf-python 3.0.4's decisions, so its users keep their policy.
+//!
+//! [`PolicydSpf::decide`] takes one message's client address, HELO, sender and receiving
+//! domain, runs the HELO and MAIL FROM checks in policyd-spf's order (`spf_engine._spfcheck`:
+//! bypass lists, HELO, then MAIL FROM) and answers with the same [`Action`]: `550 5.7.23 ...` on
+//! a rejected fail, `550 5.7.24` on a rejected permerror, `DEFER_IF_PERMIT 4.7.24` on a deferred
+//! temperror, otherwise a `Received-SPF:` (or `X-Comment:` for bypassed clients) header to
+//! prepend, in policyd-spf's exact format (shared/notes/spf-policy.md, section 3). The knobs are
+//! policyd-spf.conf(5)'s: `HELO_reject`, `Mail_From_reject`, `PermError_reject`,
+//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`. [`MessageMemo`] gives
+//! policyd-spf's once-per-message behaviour. This module knows no Postfix attribute names and
+//! sets no time limit; the policy service maps requests in, bounds the check with its budget,
+//! and writes the action out.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use super::{Identity, SpfChecker, SpfOutcome, SpfQuery, SpfResult};
+use crate::clock::UnixTime;
+use crate::dns::Resolver;
+use crate::verdict::Action;
+
+/// `HELO_reject` / `Mail_From_reject`: which results reject (policyd-spf.conf(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RejectPolicy {
+    /// `SPF_Not_Pass`: reject fail, softfail and neutral.
+    SpfNotPass,
+    /// `Softfail`: reject fail and softfail.
+    Softfail,
+    /// `Fail` (the default): reject fail only.
+    #[default]
+    Fail,
+    /// `Null` (HELO only): reject a HELO fail only when the sender is null.
+    Null,
+    /// `False`: never reject or defer (not even on errors), only prepend the header.
+    False,
+    /// `No_Check`: skip this identity.
+    NoCheck,
+}
+
+impl FromStr for RejectPolicy {
+    type Err = String;
+
+    /// Accepts policyd-spf.conf spellings (`SPF_Not_Pass`, `Softfail`, `Fail`, `Null`, `False`,
+    /// `No_Check`), case-insensitively, with `-` or `_`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "spf_not_pass" => Ok(RejectPolicy::SpfNotPass),
+            "softfail" => Ok(RejectPolicy::Softfail),
+            "fail" => Ok(RejectPolicy::Fail),
+            "null" => Ok(RejectPolicy::Null),
+            "false" => Ok(RejectPolicy::False),
+            "no_check" => Ok(RejectPolicy::NoCheck),
+            _ => Err(format!(
+                "unknown SPF reject policy {s:?} (expected SPF_Not_Pass, Softfail, Fail, Null, \
+                 False or No_Check)"
+            )),
+        }
+    }
+}
+
+/// policyd-spf's knobs, with its defaults.
+#[derive(Debug, Clone)]
+pub struct PolicydSpf {
+    pub checker: SpfChecker,
+    pub helo_reject: RejectPolicy,
+    pub mail_from_reject: RejectPolicy,
+    /// `PermError_reject`: answer `550 5.7.24` on permerror.
+    pub permerror_reject: bool,
+    /// `TempError_Defer`: answer `DEFER_IF_PERMIT 4.7.24` on temperror.
+    pub temperror_defer: bool,
+    /// `skip_addresses`: clients not checked at all (default loopback).
+    pub skip_addresses: Vec<IpNet>,
+    /// `Whitelist`: trusted relays, not checked.
+    pub whitelist: Vec<IpNet>,
+    /// `Domain_Whitelist`: clients that pass SPF for one of these domains are not checked.
+    pub domain_whitelist: Vec<String>,
+    /// `SPF_Enhanced_Status_Codes`: RFC 7372 codes 5.7.23 / 5.7.24 / 4.7.24 (default on).
+    pub enhanced_status_codes: bool,
+}
+
+impl Default for PolicydSpf {
+    fn default() -> Self {
+        PolicydSpf {
+            checker: SpfChecker::default(),
+            helo_reject: RejectPolicy::Fail,
+            mail_from_reject: RejectPolicy::Fail,
+            permerror_reject: false,
+            temperror_defer: false,
+            skip_addresses: ["127.0.0.0/8", "::ffff:127.0.0.0/104", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            whitelist: Vec::new(),
+            domain_whitelist: Vec::new(),
+            enhanced_status_codes: true,
+        }
+    }
+}
+
+/// One message as policyd-spf sees it.
+#[derive(Debug, Clone)]
+pub struct MessageInfo<'a> {
+    pub client_ip: IpAddr,
+    /// HELO/EHLO name; may be empty.
+    pub helo: &'a str,
+    /// Envelope sender; empty for the null sender.
+    pub sender: &'a str,
+    /// The recipient's domain (policyd-spf's `receiver`), or `<UNKNOWN>` when hidden.
+    pub receiver: &'a str,
+    pub now: UnixTime,
+}
+
+/// The decision and the SPF results behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpfDecision {
+    pub action: Action,
+    pub helo: Option<SpfOutcome>,
+    pub mail_from: Option<SpfOutcome>,
+}
+
+impl SpfDecision {
+    /// The sender domain verified by an SPF pass on MAIL FROM, for greylisting by domain.
+    pub fn verified_sender_domain(&self) -> Option<&str> {
+        self.mail_from
+            .as_ref()
+            .filter(|o| o.result == SpfResult::Pass)
+            .map(|o| o.domain.as_str())
+    }
+
+    fn only(action: Action) -> SpfDecision {
+        SpfDecision {
+            action,
+            helo: None,
+            mail_from: None,
+        }
+    }
+}
+
+/// What a result leads to under a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Prepend,
+    Reject,
+    Defer,
+}
+
+impl PolicydSpf {
+    /// policyd-spf's decision for one message (`spf_engine._spfcheck`).
+    pub async fn decide(&self, resolver: &dyn Resolver, m: &MessageInfo<'_>) -> SpfDecision {
+        let ip = m.client_ip;
+        let canonical = ip.to_canonical();
+        let in_list = |list: &[IpNet]| {
+            list.iter()
+                .any(|n| n.contains(&ip) || n.contains(&canonical))
+        };
+        // 1. Bypasses, answered with an X-Comment header (spf_engine._spfbypass).
+        if in_list(&self.skip_addresses) {
+            return SpfDecision::only(self.comment("SPF check N/A for local connections", m));
+        }
+        if in_list(&self.whitelist) {
+            return SpfDecision::only(self.comment("SPF skipped for whitelisted relay", m));
+        }
+        for domain in &self.domain_whitelist {
+            let q = SpfQuery {
+                ip: canonical,
+                helo: domain,
+                sender: &format!("postmaster@{domain}"),
+                now: m.now,
+            };
+            if self.checker.check_mail_from(resolver, &q).await.result == SpfResult::Pass {
+                let text = "SPF skipped for whitelisted relay domain";
+                return SpfDecision::only(self.comment(text, m));
+            }
+        }
+        // 2. Nothing to check without sender and HELO; a missing HELO becomes the sender's
+        // domain, or "unknown".
+        if m.sender.is_empty() && m.helo.is_empty() {
+            return SpfDecision::only(Action::Dunno);
+        }
+        let sender_domain = m.sender.rsplit_once('@').map_or(m.sender, |(_, d)| d);
+        let helo = match (m.helo, sender_domain) {
+            ("", "") => "unknown",
+            ("", d) => d,
+            (h, _) => h,
+        };
+        let query = SpfQuery {
+            ip: canonical,
+            helo,
+            sender: m.sender,
+            now: m.now,
+        };
+        let mut decision = SpfDecision::only(Action::Dunno);
+        // 3. HELO, unless No_Check; a reject or defer ends the check.
+        let mut helo_header = None;
+        if self.helo_reject != RejectPolicy::NoCheck {
+            let out = self.checker.check_helo(resolver, &query).await;
+            let step = self.step(out.result, self.helo_reject, m.sender.is_empty());
+            let header = self.header(&out, m, helo);
+            decision.action = self.action(step, &out, m, helo, header.clone());
+            let result = out.result;
+            decision.helo = Some(out);
+            if step != Step::Prepend {
+                return decision;
+            }
+            helo_header = (result != SpfResult::None).then_some(header);
+        }
+        // 4. MAIL FROM, for a non-null sender unless No_Check. A MAIL FROM "none" after a HELO
+        // result other than none keeps the HELO header.
+        if !m.sender.is_empty() && self.mail_from_reject != RejectPolicy::NoCheck {
+            let out = self.checker.check_mail_from(resolver, &query).await;
+            let step = self.step(out.result, self.mail_from_reject, false);
+            let header = match (out.result, helo_header) {
+                (SpfResult::None, Some(h)) => h,
+                _ => self.header(&out, m, helo),
+            };
+            decision.action = self.action(step, &out, m, helo, header);
+            decision.mail_from = Some(out);
+        }
+        decision
+    }
+
+    fn step(&self, result: SpfResult, policy: RejectPolicy, null_sender: bool) -> Step {
+        use RejectPolicy as P;
+        if matches!(policy, P::False | P::NoCheck) {
+            return Step::Prepend;
+        }
+        let reject = match result {
+            SpfResult::Fail => policy != P::Null || null_sender,
+            SpfResult::SoftFail => matches!(policy, P::Softfail | P::SpfNotPass),
+            SpfResult::Neutral => policy == P::SpfNotPass,
+            SpfResult::PermError => self.permerror_reject,
+            SpfResult::TempError => {
+                return if self.temperror_defer {
+                    Step::Defer
+                } else {
+                    Step::Prepend
+                };
+            }
+            SpfResult::Pass | SpfResult::None => false,
+        };
+        if reject { Step::Reject } else { Step::Prepend }
+    }
+
+    fn action(
+        &self,
+        step: Step,
+        out: &SpfOutcome,
+        m: &MessageInfo<'_>,
+        helo: &str,
+        header: String,
+    ) -> Action {
+        let why = self.reason_message(step, out, m, helo);
+        let enhanced = self.enhanced_status_codes;
+        match step {
+            Step::Prepend => Action::Prepend(header),
+            Step::Reject => {
+                // RFC 7372: 5.7.23 for an SPF validation failure, 5.7.24 for an SPF error.
+                let status = if out.result == SpfResult::PermError {
+                    "5.7.24"
+                } else {
+                    "5.7.23"
+                };
+                Action::Reply(if enhanced {
+                    format!("550 {status} {why}")
+                } else {
+                    format!("550 {why}")
+                })
+            }
+            Step::Defer => Action::DeferIfPermit(if enhanced {
+                format!("4.7.24 {why}")
+            } else {
+                why
+            }),
+        }
+    }
+
+    /// policyd-spf's default `Reason_Message`:
+    /// `Message {rejectdefer} due to: {spf}. Please see {url}`.
+    fn reason_message(
+        &self,
+        step: Step,
+        out: &SpfOutcome,
+        m: &MessageInfo<'_>,
+        helo: &str,
+    ) -> String {
+        let verb = if step == Step::Defer {
+            "deferred"
+        } else {
+            "rejected"
+        };
+        let (scope, id) = match out.identity {
+            Identity::Helo => ("helo", helo),
+            Identity::MailFrom => ("mfrom", m.sender),
+        };
+        format!(
+            "Message {verb} due to: {}. Please see http://www.openspf.net/Why?s={scope};id={id};ip={};r={}",
+            reason(out),
+            m.client_ip,
+            m.receiver
+        )
+    }
+
+    /// `Received-SPF: <Result> (<comment>) identity=...; client-ip=...; helo=...;
+    /// envelope-from=...; receiver=... ` with policyd-spf's trailing space. The MAIL FROM
+    /// comment is the literal `mailfrom`, as policyd-spf 3.0.4 writes it.
+    fn header(&self, out: &SpfOutcome, m: &MessageInfo<'_>, helo: &str) -> String {
+        let comment = match out.identity {
+            Identity::Helo => reason(out),
+            Identity::MailFrom => "mailfrom".to_string(),
+        };
+        let mut h = format!(
+            "Received-SPF: {} ({comment}) identity={}; ",
+            capitalized(out.result),
+            out.identity.as_str()
+        );
+        let _ = write!(h, "{}", fields(m, helo));
+        h
+    }
+
+    fn comment(&self, text: &str, m: &MessageInfo<'_>) -> Action {
+        Action::Prepend(format!("X-Comment: {text} - {}", fields(m, m.helo)))
+    }
+}
+
+/// `client-ip=...; helo=...; envelope-from=...; receiver=... ` (trailing space included).
+fn fields(m: &MessageInfo<'_>, helo: &str) -> String {
+    let from = if m.sender.is_empty() { "<>" } else { m.sender };
+    format!(
+        "client-ip={}; helo={helo}; envelope-from={from}; receiver={} ",
+        m.client_ip, m.receiver
+    )
+}
+
+/// `Pass`, `Fail`, `Softfail`, `Neutral`, `None`, `Permerror`, `Temperror`.
+fn capitalized(r: SpfResult) -> String {
+    let s = r.as_str();
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// pyspf's explanation of a result, which policyd-spf puts in the HELO header comment and in
+/// `{spf}` of its reject text.
+fn reason(out: &SpfOutcome) -> String {
+    match out.result {
+        SpfResult::Pass => "sender SPF authorized".to_string(),
+        SpfResult::SoftFail => "domain owner discourages use of this host".to_string(),
+        SpfResult::Neutral => "access neither permitted nor denied".to_string(),
+        SpfResult::None => "no SPF record".to_string(),
+        SpfResult::Fail => out
+            .explanation
+            .clone()
+            .unwrap_or_else(|| "SPF fail - not authorized".to_string()),
+        SpfResult::PermError | SpfResult::TempError => out
+            .problem
+            .clone()
+            .unwrap_or_else(|| out.result.as_str().to_string()),
+    }
+}
+
+/// policyd-spf's once-per-message behaviour: the first request of a message (one `instance`)
+/// gets the decision; later ones (more recipients) get DUNNO after a prepend ("Header already
+/// pre-pended") or the same reject/defer. Keeps one message, as one policy connection serves
+/// one smtpd process, which handles one message at a time.
+#[derive(Debug, Clone, Default)]
+pub struct MessageMemo {
+    last: Option<(String, SpfDecision)>,
+}
+
+impl MessageMemo {
+    /// The remembered answer for `instance`, if this message was already decided.
+    pub fn repeat(&self, instance: &str) -> Option<SpfDecision> {
+        let (_, d) = self
+            .last
+            .as_ref()
+            .filter(|(id, _)| !instance.is_empty() && id == instance)?;
+        Some(match d.action {
+            Action::Prepend(_) => SpfDecision {
+                action: Action::Dunno,
+                ..d.clone()
+            },
+            _ => d.clone(),
+        })
+    }
+
+    /// Remembers the decision of a new message.
+    pub fn remember(&mut self, instance: &str, decision: &SpfDecision) {
+        self.last = Some((instance.to_string(), decision.clone()));
+    }
+}
