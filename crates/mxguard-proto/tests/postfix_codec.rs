@@ -251,7 +251,11 @@ fn request() -> impl Strategy<Value = PolicyRequest> {
     )
         .prop_map(
             |(ip, port, sender, rcpt, sasl, count, size, state, unknown)| {
-                let mut r = PolicyRequest::rcpt("192.0.2.1".parse().unwrap(), &sender, &rcpt);
+                let mut r = PolicyRequest::rcpt(
+                    std::net::Ipv4Addr::new(192, 0, 2, 1).into(),
+                    &sender,
+                    &rcpt,
+                );
                 r.client_address = ip;
                 r.client_port = port;
                 r.sasl_username = sasl;
