@@ -288,6 +288,36 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
+/// Runs several futures at once and returns their outputs in order, without a runtime.
+///
+/// DNSBL scoring and FCrDNS ask several names at once; waiting for each in turn would add their
+/// latencies. The futures are polled together by whoever awaits the result.
+pub fn join_all<'a, T: Send + 'a>(
+    futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>,
+) -> impl Future<Output = Vec<T>> + Send + 'a {
+    let mut pending: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut done: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut all = true;
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(done.iter_mut().filter_map(Option::take).collect())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +381,21 @@ mod tests {
             reverse_name(v6),
             "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
         );
+    }
+
+    #[test]
+    fn join_all_keeps_order() {
+        let z = zone();
+        let futs: Vec<DnsFuture<'_, Ipv4Addr>> = vec![
+            z.a("example.com"),
+            z.a("nope.example.com"),
+            z.a("slow.example.com"),
+        ];
+        let out = block_on(join_all(futs));
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap().records().len(), 1);
+        assert_eq!(out[1], Ok(Lookup::NxDomain));
+        assert_eq!(out[2], Err(DnsError::Timeout));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 pub mod clock;
 pub mod dns;
+pub mod dnsbl;
+pub mod helo;
 pub mod request;
 pub mod spf;
 pub mod verdict;
