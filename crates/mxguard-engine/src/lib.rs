@@ -9,11 +9,19 @@
 pub mod clock;
 pub mod dns;
 pub mod dnsbl;
+pub mod greylist;
 pub mod helo;
+pub mod lists;
+pub mod policy;
 pub mod request;
 pub mod spf;
+pub mod store;
 pub mod verdict;
 
 pub use clock::{Clock, FakeClock, SystemClock, UnixTime};
+pub use greylist::{ClientWhitelist, GreylistSettings, RecipientWhitelist, WhitelistError};
+pub use lists::{ListEntry, ListError, StaticLists};
+pub use policy::{Policy, PolicySettings};
 pub use request::{Request, Stage};
+pub use store::{MemoryStore, Store, StoreError, StoreFuture};
 pub use verdict::{Action, Verdict};

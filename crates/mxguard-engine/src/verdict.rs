@@ -49,7 +49,33 @@ pub struct Verdict {
     pub decided_by: &'static str,
 }
 
+/// `decided_by` of a verdict produced because the store failed: the policy failed open with
+/// [`Action::Dunno`], which the binary maps to its configured fail-open answer and counts
+/// (`mxguard_store_errors_total`). See [`Verdict::is_store_error`].
+pub const STORE_ERROR: &str = "store_error";
+
+/// Every `decided_by` value the engine produces today (a closed set for metrics labels).
+pub const DECIDERS: &[&str] = &[
+    "none",
+    "static_allow",
+    "static_deny",
+    "greylist",
+    "greylist_whitelist",
+    "greylist_awl",
+    STORE_ERROR,
+];
+
 impl Verdict {
+    /// A verdict with `action`, decided by `decided_by`.
+    pub fn new(action: Action, decided_by: &'static str) -> Self {
+        Verdict { action, decided_by }
+    }
+
+    /// Whether the store failed and this verdict is the fail-open answer.
+    pub fn is_store_error(&self) -> bool {
+        self.decided_by == STORE_ERROR
+    }
+
     /// No check had an opinion.
     pub fn dunno() -> Self {
         Verdict {

@@ -1,0 +1,141 @@
+//! Greylisting with postgrey 1.37's semantics (RFC 6647 describes the technique).
+//!
+//! A triplet (client network, normalised sender, recipient) seen for the first time is
+//! deferred; a retry after `delay` passes, and from then on the triplet passes at once. The
+//! rules, in the order postgrey applies them (`smtpd_access_policy`):
+//! 1. whitelisted clients ([`ClientWhitelist`]) and recipients ([`RecipientWhitelist`]) pass;
+//! 2. an auto-whitelisted client (`auto_whitelist_clients` deliveries counted, at most one per
+//!    hour, keyed by its full address) passes and its last-seen time is refreshed hourly;
+//! 3. the triplet record is updated ([`crate::store::TripletRecord::touched`]: new, retry
+//!    window expired, first-in-the-future) and the remaining time `delay - (now - first)`
+//!    decides: positive means `DEFER_IF_PERMIT` with the greylist text;
+//! 4. the first pass after a real delay counts towards the client's auto-whitelist and adds
+//!    `X-Greylist:` once per message (tracked by `instance`); later passes are `DUNNO`.
+//!
+//! This module holds the settings and the key; the request flow lives in
+//! [`crate::policy`], which owns the store and clock. No Postfix attribute names here.
+
+mod date;
+mod sender;
+mod whitelist;
+
+pub use date::header_date_utc;
+pub use sender::normalise_sender;
+pub use whitelist::{ClientWhitelist, RecipientWhitelist, WhitelistError};
+
+pub(crate) use whitelist::canonical_ip;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::store::{GreylistKey, GreylistTimes};
+
+/// postgrey's default `--greylist-text`; `%s` becomes the seconds left, `%r` the recipient
+/// domain. Kept so that senders and admins see the same reply after switching.
+pub const DEFAULT_GREYLIST_TEXT: &str =
+    "Greylisted, see http://postgrey.schweikert.ch/help/%r.html";
+
+/// Validated greylisting settings (the binary builds them from `[greylist]`).
+#[derive(Debug, Clone)]
+pub struct GreylistSettings {
+    /// postgrey `--delay` (default 300 s).
+    pub delay: Duration,
+    /// postgrey `--retry-window` (default 2 days).
+    pub retry_window: Duration,
+    /// postgrey `--max-age` (default 35 days).
+    pub max_age: Duration,
+    /// postgrey `--auto-whitelist-clients` (default 5); 0 turns the client AWL off.
+    pub auto_whitelist_clients: u32,
+    /// postgrey `--ipv4cidr` (default 24).
+    pub ipv4_prefix: u8,
+    /// postgrey `--ipv6cidr` (default 64).
+    pub ipv6_prefix: u8,
+    pub whitelist_clients: ClientWhitelist,
+    pub whitelist_recipients: RecipientWhitelist,
+    /// postgrey `--greylist-text`, with `%s` (seconds left) and `%r` (recipient domain).
+    pub greylist_text: String,
+    /// Whether to add the `X-Greylist:` header on the first pass after a delay.
+    pub header: bool,
+    /// The host name in the `X-Greylist:` header (postgrey `--hostname`).
+    pub hostname: String,
+}
+
+impl Default for GreylistSettings {
+    fn default() -> Self {
+        GreylistSettings {
+            delay: Duration::from_secs(300),
+            retry_window: Duration::from_secs(2 * 86_400),
+            max_age: Duration::from_secs(35 * 86_400),
+            auto_whitelist_clients: 5,
+            ipv4_prefix: 24,
+            ipv6_prefix: 64,
+            whitelist_clients: ClientWhitelist::default(),
+            whitelist_recipients: RecipientWhitelist::default(),
+            greylist_text: DEFAULT_GREYLIST_TEXT.to_owned(),
+            header: true,
+            hostname: "localhost".to_owned(),
+        }
+    }
+}
+
+impl GreylistSettings {
+    /// The time parameters as the store rules take them.
+    pub fn times(&self) -> GreylistTimes {
+        GreylistTimes {
+            delay: self.delay.as_secs(),
+            retry_window: self.retry_window.as_secs(),
+            max_age: self.max_age.as_secs(),
+        }
+    }
+
+    /// The client network of the triplet: the address masked to `ipv4_prefix` /
+    /// `ipv6_prefix` (postgrey's default subnet lookup; IPv4-mapped IPv6 counts as IPv4).
+    /// Prefixes above the address width are clamped.
+    pub fn client_network(&self, ip: IpAddr) -> IpAddr {
+        let ip = canonical_ip(ip);
+        let prefix = match ip {
+            IpAddr::V4(_) => self.ipv4_prefix.min(32),
+            IpAddr::V6(_) => self.ipv6_prefix.min(128),
+        };
+        IpNet::new(ip, prefix).map_or(ip, |n| n.network())
+    }
+
+    /// The triplet key: `lc "<network>/<normalised sender>/<recipient>"` (postgrey). IPv6
+    /// networks are written in RFC 5952 form; keys are never compared with postgrey's own.
+    pub fn key(&self, client_ip: IpAddr, sender: &str, recipient: &str) -> GreylistKey {
+        let net = self.client_network(client_ip);
+        let mut text = format!("{net}/{}/{recipient}", normalise_sender(sender));
+        text.make_ascii_lowercase();
+        GreylistKey::from_normalised(text)
+    }
+
+    /// The `DEFER_IF_PERMIT` text for `seconds_left` and `recipient`.
+    ///
+    /// postgrey replaces the first `%s` and the first `%r`, and prefixes `4.2.0 ` when the
+    /// text does not start with a digit and the request carries `etrn_domain` (a workaround
+    /// for Exchange, which treats 4.7.1 badly); Postfix >= 2.3 always sends `etrn_domain`,
+    /// so mxguard always applies the prefix.
+    pub fn defer_text(&self, seconds_left: u64, recipient: &str) -> String {
+        let domain = recipient.rsplit_once('@').map_or(recipient, |(_, d)| d);
+        let mut msg = self
+            .greylist_text
+            .replacen("%s", &seconds_left.to_string(), 1);
+        msg = msg.replacen("%r", domain, 1);
+        if !msg.starts_with(|c: char| c.is_ascii_digit()) {
+            msg.insert_str(0, "4.2.0 ");
+        }
+        msg
+    }
+
+    /// The header for `PREPEND`: postgrey's `X-Greylist: delayed %t seconds by postgrey-%v at
+    /// %h; %d` with mxguard's name and no version. The date is UTC (the engine has no time zone).
+    pub fn header_text(&self, delayed: u64, now: crate::clock::UnixTime) -> String {
+        format!(
+            "X-Greylist: delayed {delayed} seconds by mxguard at {}; {}",
+            self.hostname,
+            header_date_utc(now)
+        )
+    }
+}

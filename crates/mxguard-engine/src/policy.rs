@@ -1,0 +1,205 @@
+//! The policy chain: one [`Request`] in, one [`Verdict`] out.
+//!
+//! The chain is ordered: static allow/deny lists ([`crate::lists`]) first, then greylisting
+//! ([`crate::greylist`]) at the RCPT stage. The first check with an opinion decides. Later
+//! checks (SPF, DNSBL, rate limits) slot in here. The binary builds one [`Policy`] per
+//! configuration (and swaps it on SIGHUP) and calls [`Policy::decide`] for each request.
+//!
+//! Store failures never stop mail: the policy answers [`Action::Dunno`] with `decided_by`
+//! [`STORE_ERROR`], which the binary maps to its configured fail-open answer and counts.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::clock::{Clock, UnixTime};
+use crate::greylist::GreylistSettings;
+use crate::lists::{ListMatch, StaticLists};
+use crate::request::{Request, Stage};
+use crate::store::{AwlRecord, Store, StoreError};
+use crate::verdict::{Action, STORE_ERROR, Verdict};
+
+/// Validated policy settings.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySettings {
+    pub lists: StaticLists,
+    /// `None` when `[greylist] enabled = false`.
+    pub greylist: Option<GreylistSettings>,
+}
+
+/// How many message instances are remembered to add `X-Greylist:` once per message.
+/// postgrey remembers 10 on its single connection; mxguard serves many connections at once,
+/// so it keeps more, still bounded.
+const RECENT_INSTANCES: usize = 4096;
+
+/// A bounded set of recently seen `instance` values (FIFO eviction).
+#[derive(Debug, Default)]
+struct RecentInstances {
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+}
+
+impl RecentInstances {
+    /// postgrey `is_new_instance`: `true` (and remember it) if `instance` was not seen
+    /// recently. An empty instance (not supplied by the client) is always new.
+    fn insert_new(&mut self, instance: &str) -> bool {
+        if instance.is_empty() {
+            return true;
+        }
+        if self.seen.contains(instance) {
+            return false;
+        }
+        if self.order.len() >= RECENT_INSTANCES
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.order.push_back(instance.to_owned());
+        self.seen.insert(instance.to_owned());
+        true
+    }
+}
+
+/// The decision engine for policy requests.
+#[derive(Debug)]
+pub struct Policy {
+    settings: PolicySettings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    instances: Mutex<RecentInstances>,
+}
+
+impl Policy {
+    pub fn new(settings: PolicySettings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Policy {
+            settings,
+            store,
+            clock,
+            instances: Mutex::new(RecentInstances::default()),
+        }
+    }
+
+    /// The settings this policy runs with.
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
+    }
+
+    /// The store this policy uses (for the control socket's greylist commands).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Decides one request (see module docs for the order).
+    pub async fn decide(&self, req: &Request) -> Verdict {
+        match self.settings.lists.check(req) {
+            ListMatch::Allow => return Verdict::new(Action::Dunno, "static_allow"),
+            ListMatch::Deny => {
+                let text = self.settings.lists.deny_text().to_owned();
+                return Verdict::new(Action::Reject(text), "static_deny");
+            }
+            ListMatch::None => {}
+        }
+        if let Some(gl) = &self.settings.greylist
+            && req.stage == Stage::Rcpt
+            && !req.recipient.is_empty()
+        {
+            return match self.greylist(gl, req).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "greylist store failed; failing open");
+                    Verdict::new(Action::Dunno, STORE_ERROR)
+                }
+            };
+        }
+        Verdict::dunno()
+    }
+
+    /// postgrey 1.37 `smtpd_access_policy` from the whitelists on (module docs of
+    /// [`crate::greylist`]).
+    async fn greylist(&self, gl: &GreylistSettings, req: &Request) -> Result<Verdict, StoreError> {
+        if gl
+            .whitelist_clients
+            .matches(req.client_ip, req.client_name.as_deref())
+            || gl.whitelist_recipients.matches(&req.recipient)
+        {
+            return Ok(Verdict::new(Action::Dunno, "greylist_whitelist"));
+        }
+        let times = gl.times();
+        let now = self.clock.now();
+        let awl = gl.auto_whitelist_clients;
+        if awl > 0
+            && let Some(rec) = self.store.awl_get(req.client_ip).await?
+            && !rec.expired(now, times.max_age)
+            && rec.count >= awl
+        {
+            // Refresh last-seen (and the statistics count) at most hourly; the rule lives
+            // in AwlRecord::bumped, so skip the round trip when it would change nothing.
+            if AwlRecord::bumped(Some(rec), now, times.max_age) != rec {
+                self.store
+                    .awl_bump(req.client_ip, now, times.max_age)
+                    .await?;
+            }
+            return Ok(Verdict::new(Action::Dunno, "greylist_awl"));
+        }
+
+        let key = gl.key(req.client_ip, &req.sender, &req.recipient);
+        let outcome = self.store.greylist_touch(&key, now, times).await?;
+        let last_was_successful = outcome
+            .previous
+            .is_some_and(|p| !p.expired(now, &times) && p.passed(&times));
+        let waited = now.since(outcome.current.first);
+        if waited < times.delay {
+            let left = times.delay - waited;
+            let text = gl.defer_text(left, &req.recipient);
+            return Ok(Verdict::new(Action::DeferIfPermit(text), "greylist"));
+        }
+        if last_was_successful {
+            return Ok(Verdict::new(Action::Dunno, "greylist"));
+        }
+        // First pass after greylisting: counts towards the client AWL (at most once an hour,
+        // enforced by the bump rule).
+        if awl > 0 {
+            self.store
+                .awl_bump(req.client_ip, now, times.max_age)
+                .await?;
+        }
+        if gl.header && self.new_instance(&req.instance) {
+            return Ok(Verdict::new(
+                Action::Prepend(gl.header_text(waited, now)),
+                "greylist",
+            ));
+        }
+        Ok(Verdict::new(Action::Dunno, "greylist"))
+    }
+
+    fn new_instance(&self, instance: &str) -> bool {
+        let mut recent = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert_new(instance)
+    }
+
+    /// The current time of this policy's clock.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_instances_are_bounded_and_fifo() {
+        let mut r = RecentInstances::default();
+        assert!(r.insert_new("a"));
+        assert!(!r.insert_new("a"));
+        assert!(r.insert_new(""));
+        assert!(r.insert_new(""));
+        for i in 0..RECENT_INSTANCES {
+            assert!(r.insert_new(&format!("m{i}")));
+        }
+        assert_eq!(r.order.len(), RECENT_INSTANCES);
+        assert_eq!(r.seen.len(), RECENT_INSTANCES);
+        // "a" was evicted first.
+        assert!(r.insert_new("a"));
+        assert!(!r.insert_new(&format!("m{}", RECENT_INSTANCES - 1)));
+    }
+}
