@@ -11,6 +11,7 @@
 
 mod eval;
 mod macros;
+mod memo;
 pub mod policyd_spf;
 mod record;
 #[cfg(test)]
@@ -21,6 +22,8 @@ use std::net::IpAddr;
 
 use crate::clock::UnixTime;
 use crate::dns::Resolver;
+
+pub use memo::MessageMemo;
 
 /// The result of an SPF check (RFC 7208 section 2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

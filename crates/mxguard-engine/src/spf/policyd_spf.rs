@@ -7,11 +7,12 @@
 //! temperror, otherwise a `Received-SPF:` (or `X-Comment:` for bypassed clients) header to
 //! prepend, in policyd-spf's exact format (shared/notes/spf-policy.md, section 3). The knobs are
 //! policyd-spf.conf(5)'s: `HELO_reject`, `Mail_From_reject`, `PermError_reject`,
-//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`. [`MessageMemo`] gives
-//! policyd-spf's once-per-message behaviour. This module knows no Postfix attribute names and
+//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`. [`super::MessageMemo`]
+//! gives policyd-spf's once-per-message behaviour. This module knows no Postfix attribute names and
 //! sets no time limit; the policy service maps requests in, bounds the check with its budget,
 //! and writes the action out.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use ipnet::IpNet;
 use super::{Identity, SpfChecker, SpfOutcome, SpfQuery, SpfResult};
 use crate::clock::UnixTime;
 use crate::dns::Resolver;
+use crate::request::Request;
 use crate::verdict::Action;
 
 /// `HELO_reject` / `Mail_From_reject`: which results reject (policyd-spf.conf(5)).
@@ -106,12 +108,40 @@ impl Default for PolicydSpf {
 pub struct MessageInfo<'a> {
     pub client_ip: IpAddr,
     /// HELO/EHLO name; may be empty.
-    pub helo: &'a str,
+    pub helo: Cow<'a, str>,
     /// Envelope sender; empty for the null sender.
-    pub sender: &'a str,
+    pub sender: Cow<'a, str>,
     /// The recipient's domain (policyd-spf's `receiver`), or `<UNKNOWN>` when hidden.
-    pub receiver: &'a str,
+    pub receiver: Cow<'a, str>,
     pub now: UnixTime,
+}
+
+impl<'a> MessageInfo<'a> {
+    /// The message of a policy request, with policyd-spf's normalisation: HELO, sender and
+    /// receiver lowercased (it lowercases every request value), the receiver reduced to the
+    /// recipient's domain (`<UNKNOWN>` when there is no recipient, e.g. at DATA with several).
+    pub fn from_request(req: &'a Request, now: UnixTime) -> MessageInfo<'a> {
+        let receiver = match req.recipient.rsplit_once('@') {
+            Some((_, d)) if !d.is_empty() => lower(d),
+            _ => Cow::Borrowed("<UNKNOWN>"),
+        };
+        MessageInfo {
+            client_ip: req.client_ip,
+            helo: lower(&req.helo_name),
+            sender: lower(&req.sender),
+            receiver,
+            now,
+        }
+    }
+}
+
+/// `s` lowercased, borrowed when it already is.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// The decision and the SPF results behind it.
@@ -181,8 +211,8 @@ impl PolicydSpf {
         if m.sender.is_empty() && m.helo.is_empty() {
             return SpfDecision::only(Action::Dunno);
         }
-        let sender_domain = m.sender.rsplit_once('@').map_or(m.sender, |(_, d)| d);
-        let helo = match (m.helo, sender_domain) {
+        let sender_domain = m.sender.rsplit_once('@').map_or(&*m.sender, |(_, d)| d);
+        let helo = match (&*m.helo, sender_domain) {
             ("", "") => "unknown",
             ("", d) => d,
             (h, _) => h,
@@ -190,7 +220,7 @@ impl PolicydSpf {
         let query = SpfQuery {
             ip: canonical,
             helo,
-            sender: m.sender,
+            sender: &m.sender,
             now: m.now,
         };
         let mut decision = SpfDecision::only(Action::Dunno);
@@ -294,7 +324,7 @@ impl PolicydSpf {
         };
         let (scope, id) = match out.identity {
             Identity::Helo => ("helo", helo),
-            Identity::MailFrom => ("mfrom", m.sender),
+            Identity::MailFrom => ("mfrom", &*m.sender),
         };
         format!(
             "Message {verb} due to: {}. Please see http://www.openspf.net/Why?s={scope};id={id};ip={};r={}",
@@ -322,13 +352,13 @@ impl PolicydSpf {
     }
 
     fn comment(&self, text: &str, m: &MessageInfo<'_>) -> Action {
-        Action::Prepend(format!("X-Comment: {text} - {}", fields(m, m.helo)))
+        Action::Prepend(format!("X-Comment: {text} - {}", fields(m, &m.helo)))
     }
 }
 
 /// `client-ip=...; helo=...; envelope-from=...; receiver=... ` (trailing space included).
 fn fields(m: &MessageInfo<'_>, helo: &str) -> String {
-    let from = if m.sender.is_empty() { "<>" } else { m.sender };
+    let from = if m.sender.is_empty() { "<>" } else { &m.sender };
     format!(
         "client-ip={}; helo={helo}; envelope-from={from}; receiver={} ",
         m.client_ip, m.receiver
@@ -360,36 +390,5 @@ fn reason(out: &SpfOutcome) -> String {
             .problem
             .clone()
             .unwrap_or_else(|| out.result.as_str().to_string()),
-    }
-}
-
-/// policyd-spf's once-per-message behaviour: the first request of a message (one `instance`)
-/// gets the decision; later ones (more recipients) get DUNNO after a prepend ("Header already
-/// pre-pended") or the same reject/defer. Keeps one message, as one policy connection serves
-/// one smtpd process, which handles one message at a time.
-#[derive(Debug, Clone, Default)]
-pub struct MessageMemo {
-    last: Option<(String, SpfDecision)>,
-}
-
-impl MessageMemo {
-    /// The remembered answer for `instance`, if this message was already decided.
-    pub fn repeat(&self, instance: &str) -> Option<SpfDecision> {
-        let (_, d) = self
-            .last
-            .as_ref()
-            .filter(|(id, _)| !instance.is_empty() && id == instance)?;
-        Some(match d.action {
-            Action::Prepend(_) => SpfDecision {
-                action: Action::Dunno,
-                ..d.clone()
-            },
-            _ => d.clone(),
-        })
-    }
-
-    /// Remembers the decision of a new message.
-    pub fn remember(&mut self, instance: &str, decision: &SpfDecision) {
-        self.last = Some((instance.to_string(), decision.clone()));
     }
 }

@@ -4,7 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::policyd_spf::{MessageInfo, MessageMemo, PolicydSpf, RejectPolicy};
+use super::MessageMemo;
+use super::policyd_spf::{MessageInfo, PolicydSpf, RejectPolicy};
 use super::{Identity, SpfChecker, SpfQuery, SpfResult};
 use crate::clock::UnixTime;
 use crate::dns::{FakeResolver, Mx, Txt, ZoneRecord, block_on};
@@ -105,9 +106,9 @@ fn helo_identity_and_null_sender() {
 fn msg<'a>(ip: &'a str, helo: &'a str, sender: &'a str) -> MessageInfo<'a> {
     MessageInfo {
         client_ip: ip.parse::<IpAddr>().unwrap(),
-        helo,
-        sender,
-        receiver: "example.net",
+        helo: helo.into(),
+        sender: sender.into(),
+        receiver: "example.net".into(),
         now: UnixTime(0),
     }
 }
@@ -365,6 +366,37 @@ fn memo_answers_once_per_message() {
     ));
     memo.remember("B2", &reject);
     assert_eq!(memo.repeat("B2").unwrap().action, reject.action);
+    assert_eq!(memo.verified_sender_domain("A1"), Some("pass.example"));
+    assert_eq!(memo.verified_sender_domain("B2"), None);
+    // Empty instances are never remembered; the oldest message goes first when full.
+    memo.remember("", &first);
+    assert!(memo.repeat("").is_none());
+    let mut small = MessageMemo::with_capacity(2);
+    for id in ["m1", "m2", "m3"] {
+        small.remember(id, &first);
+    }
+    assert_eq!(small.len(), 2);
+    assert!(small.repeat("m1").is_none() && small.repeat("m3").is_some());
+}
+
+#[test]
+fn message_info_from_a_policy_request() {
+    let mut req = crate::request::Request::rcpt(
+        "192.0.2.5".parse().unwrap(),
+        "u@pass.example",
+        "Bob@Example.NET",
+    );
+    req.helo_name = "mail.example.com".into();
+    let m = MessageInfo::from_request(&req, UnixTime(7));
+    assert_eq!(
+        (&*m.helo, &*m.sender, &*m.receiver),
+        ("mail.example.com", "u@pass.example", "example.net")
+    );
+    req.recipient.clear();
+    assert_eq!(
+        MessageInfo::from_request(&req, UnixTime(7)).receiver,
+        "<UNKNOWN>"
+    );
 }
 
 #[test]
