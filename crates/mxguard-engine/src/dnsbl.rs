@@ -268,6 +268,24 @@ impl Dnsbl {
     }
 }
 
+impl DnsblScore {
+    /// postscreen's reply for a listed client, naming the list with the largest weight:
+    /// `550 5.7.1 Service unavailable; client [<ip>] blocked using <list>`. `None` unless listed.
+    pub fn reply(&self, ip: IpAddr) -> Option<crate::verdict::Action> {
+        if self.verdict != DnsblVerdict::Listed {
+            return None;
+        }
+        let list = self
+            .hits
+            .iter()
+            .max_by_key(|h| h.weight)
+            .map_or("DNSBL", |h| h.domain.as_str());
+        Some(crate::verdict::Action::Reply(format!(
+            "550 5.7.1 Service unavailable; client [{ip}] blocked using {list}"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,9 +365,17 @@ mod tests {
         assert_eq!(s.verdict, DnsblVerdict::Listed);
         assert_eq!(s.hits.len(), 2);
         assert_eq!(s.failed, vec!["slow.example".to_string()]);
+        assert_eq!(
+            s.reply("192.0.2.1".parse().unwrap()),
+            Some(crate::verdict::Action::Reply(
+                "550 5.7.1 Service unavailable; client [192.0.2.1] blocked using zen.example"
+                    .into()
+            ))
+        );
         let below = dnsbl("zen.example*2");
         let s = block_on(below.score(&zone(), "192.0.2.1".parse().unwrap()));
-        assert_eq!((s.score, s.verdict), (2, DnsblVerdict::Neutral));
+        assert_eq!((s.score, s.verdict.clone()), (2, DnsblVerdict::Neutral));
+        assert_eq!(s.reply("192.0.2.1".parse().unwrap()), None);
     }
 
     #[test]

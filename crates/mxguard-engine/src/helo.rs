@@ -180,6 +180,91 @@ impl HeloChecks {
     }
 }
 
+/// Which findings reject, with Postfix's reply codes and texts (smtpd_check.c, postconf(5)
+/// `invalid_hostname_reject_code` 501, `non_fqdn_reject_code` 504, `unknown_client_reject_code`
+/// 450). Each flag is one of the chain's per-check enable switches.
+#[derive(Debug, Clone, Default)]
+pub struct HeloStep {
+    pub checks: HeloChecks,
+    /// `reject_invalid_helo_hostname` (also rejects a missing HELO).
+    pub reject_invalid: bool,
+    /// `reject_non_fqdn_helo_hostname`.
+    pub reject_non_fqdn: bool,
+    /// Reject a HELO that names this server or one of its addresses.
+    pub reject_our_name: bool,
+    /// `reject_unknown_reverse_client_hostname`: no PTR record.
+    pub reject_unknown_reverse: bool,
+    /// `reject_unknown_client_hostname`: no PTR, or PTR not confirmed by A/AAAA.
+    pub reject_unknown_client: bool,
+}
+
+impl HeloStep {
+    /// The reply for a client, or `None` to go on with the chain. The second value names the
+    /// finding (closed set, for logs and metrics).
+    pub async fn decide(
+        &self,
+        resolver: &dyn Resolver,
+        ip: IpAddr,
+        helo: &str,
+    ) -> Option<(crate::verdict::Action, &'static str)> {
+        use crate::verdict::Action;
+        if self.checks.is_exempt(ip) {
+            return None;
+        }
+        let helo_reply = match self.checks.helo_problem(helo) {
+            Some(p @ (HeloProblem::Missing | HeloProblem::InvalidSyntax))
+                if self.reject_invalid =>
+            {
+                Some((
+                    format!("501 5.5.2 <{helo}>: Helo command rejected: Invalid name"),
+                    p,
+                ))
+            }
+            Some(p @ HeloProblem::NotFqdn) if self.reject_non_fqdn => Some((
+                format!("504 5.5.2 <{helo}>: Helo command rejected: need fully-qualified hostname"),
+                p,
+            )),
+            Some(p @ (HeloProblem::ClaimsOurName | HeloProblem::ClaimsOurAddress))
+                if self.reject_our_name =>
+            {
+                Some((
+                    format!(
+                        "550 5.7.1 <{helo}>: Helo command rejected: host claims to be this server"
+                    ),
+                    p,
+                ))
+            }
+            _ => None,
+        };
+        if let Some((text, p)) = helo_reply {
+            return Some((Action::Reply(text), p.as_str()));
+        }
+        if !self.reject_unknown_reverse && !self.reject_unknown_client {
+            return None;
+        }
+        let finding = match self.checks.reverse_dns(resolver, ip).await {
+            ReverseDns::Confirmed(_) => return None,
+            ReverseDns::NoPtr => "rdns_none",
+            ReverseDns::Forged(_) if self.reject_unknown_client => "rdns_forged",
+            ReverseDns::Forged(_) => return None,
+            ReverseDns::TempFail => "rdns_tempfail",
+        };
+        // Postfix's texts: reject_unknown_client_hostname says "hostname",
+        // reject_unknown_reverse_client_hostname "reverse hostname".
+        let what = if self.reject_unknown_client {
+            "hostname"
+        } else {
+            "reverse hostname"
+        };
+        Some((
+            Action::Reply(format!(
+                "450 4.7.25 Client host rejected: cannot find your {what}, [{ip}]"
+            )),
+            finding,
+        ))
+    }
+}
+
 /// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 section 4.1.3).
 fn address_literal(helo: &str) -> Option<IpAddr> {
     let inner = helo.strip_prefix('[')?.strip_suffix(']')?;
@@ -260,6 +345,79 @@ mod tests {
             c.helo_problem("198.51.100.25"),
             Some(HeloProblem::ClaimsOurAddress)
         );
+    }
+
+    #[test]
+    fn step_replies_like_postfix() {
+        use crate::verdict::Action;
+        let mut z = FakeResolver::new();
+        z.add(
+            "1.2.0.192.in-addr.arpa",
+            ZoneRecord::Ptr("mail.example.com".into()),
+        );
+        z.add(
+            "mail.example.com",
+            ZoneRecord::A("192.0.2.1".parse().unwrap()),
+        );
+        z.add(
+            "2.2.0.192.in-addr.arpa",
+            ZoneRecord::Ptr("liar.example.com".into()),
+        );
+        let step = HeloStep {
+            checks: checks(),
+            reject_invalid: true,
+            reject_non_fqdn: true,
+            reject_our_name: true,
+            reject_unknown_reverse: true,
+            reject_unknown_client: false,
+        };
+        let run =
+            |s: &HeloStep, ip: &str, helo: &str| block_on(s.decide(&z, ip.parse().unwrap(), helo));
+        assert_eq!(run(&step, "192.0.2.1", "mail.example.com"), None);
+        assert_eq!(
+            run(&step, "192.0.2.1", "OEMCOMPUTER"),
+            Some((
+                Action::Reply(
+                    "504 5.5.2 <OEMCOMPUTER>: Helo command rejected: need fully-qualified hostname"
+                        .into()
+                ),
+                "helo_non_fqdn"
+            ))
+        );
+        assert!(
+            matches!(run(&step, "192.0.2.1", "a b"), Some((Action::Reply(ref r), "helo_invalid")) if r.starts_with("501 5.5.2 <a b>:"))
+        );
+        assert!(matches!(
+            run(&step, "192.0.2.1", "mx.example.net"),
+            Some((_, "helo_our_name"))
+        ));
+        assert_eq!(
+            run(&step, "192.0.2.3", "mail.example.com"),
+            Some((
+                Action::Reply("450 4.7.25 Client host rejected: cannot find your reverse hostname, [192.0.2.3]".into()),
+                "rdns_none"
+            ))
+        );
+        // A forged name is only rejected by reject_unknown_client.
+        assert_eq!(run(&step, "192.0.2.2", "mail.example.com"), None);
+        let strict = HeloStep {
+            reject_unknown_client: true,
+            ..step.clone()
+        };
+        assert_eq!(
+            run(&strict, "192.0.2.2", "mail.example.com"),
+            Some((
+                Action::Reply(
+                    "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.2]"
+                        .into()
+                ),
+                "rdns_forged"
+            ))
+        );
+        // Private clients are never flagged.
+        assert_eq!(run(&strict, "10.0.0.8", "OEMCOMPUTER"), None);
+        // Every check off: nothing is rejected.
+        assert_eq!(run(&HeloStep::default(), "192.0.2.3", "a b"), None);
     }
 
     #[test]
