@@ -7,7 +7,8 @@
 //! negative TTL, RFC 2308), so one cache serves every check. Each query has a hard time limit
 //! ([`DnsSettings::timeout`]) on top of hickory's own per-attempt timeout, so a slow or dead
 //! server turns into [`DnsError::Timeout`] (SPF temperror, DNSBL "not listed") and never stalls
-//! a reply. NXDOMAIN and "no records" stay distinct, as RFC 7208's void-lookup limit needs.
+//! a reply; [`spf_within`] bounds a whole SPF decision the same way. NXDOMAIN and "no records"
+//! stay distinct, as RFC 7208's void-lookup limit needs.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData};
 use mxguard_engine::dns::{DnsError, DnsFuture, DnsResult, Lookup, Mx, Resolver, Txt};
+use mxguard_engine::spf::policyd_spf::{MessageInfo, PolicydSpf, SpfDecision};
 
 /// How the daemon resolves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +207,20 @@ impl Resolver for HickoryResolver {
             RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_string()),
             _ => None,
         }))
+    }
+}
+
+/// policyd-spf's decision for one message within `budget`: past it, the answer is the one for
+/// a temperror ([`PolicydSpf::timed_out`]), so a slow or dead DNS server never holds up Postfix.
+pub async fn spf_within(
+    policy: &PolicydSpf,
+    resolver: &dyn Resolver,
+    message: &MessageInfo<'_>,
+    budget: Duration,
+) -> SpfDecision {
+    match tokio::time::timeout(budget, policy.decide(resolver, message)).await {
+        Ok(decision) => decision,
+        Err(_) => policy.timed_out(message),
     }
 }
 

@@ -15,10 +15,12 @@ use std::time::Duration;
 use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record};
-use mxguard::dns::{DnsSettings, HickoryResolver};
+use mxguard::dns::{DnsSettings, HickoryResolver, spf_within};
 use mxguard_engine::UnixTime;
 use mxguard_engine::dns::{DnsError, Lookup, Resolver};
+use mxguard_engine::spf::policyd_spf::{MessageInfo, PolicydSpf};
 use mxguard_engine::spf::{SpfChecker, SpfQuery, SpfResult};
+use mxguard_engine::verdict::Action;
 use tokio::net::UdpSocket;
 
 type Zone = HashMap<String, Vec<RData>>;
@@ -208,4 +210,38 @@ async fn spf_through_the_real_resolver() {
         checker.check_mail_from(&r2, &slow).await.result,
         SpfResult::TempError
     );
+}
+
+#[tokio::test]
+async fn a_dead_dns_never_holds_the_reply_past_the_budget() {
+    let (addr, _) = serve(zone()).await;
+    // The resolver would wait 5 s; the SPF budget is 150 ms.
+    let r = resolver(addr, Duration::from_secs(5)).await;
+    let m = MessageInfo {
+        client_ip: "192.0.2.77".parse().unwrap(),
+        helo: "mail.example.test".into(),
+        sender: "user@a.slow.test".into(),
+        receiver: "example.net".into(),
+        now: UnixTime(0),
+    };
+    #[allow(clippy::disallowed_methods)] // measuring elapsed wall time of a real network wait
+    let start = std::time::Instant::now();
+    let d = spf_within(&PolicydSpf::default(), &r, &m, Duration::from_millis(150)).await;
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(d.action, Action::Prepend(ref h) if h.starts_with("Received-SPF: Temperror (mailfrom)")),
+        "{:?}",
+        d.action
+    );
+    // A healthy check finishes within the budget with its real result.
+    let ok = MessageInfo {
+        sender: "user@example.test".into(),
+        ..m
+    };
+    let d = spf_within(&PolicydSpf::default(), &r, &ok, Duration::from_secs(2)).await;
+    assert_eq!(d.verified_sender_domain(), Some("example.test"));
 }

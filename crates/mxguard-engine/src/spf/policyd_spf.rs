@@ -211,12 +211,7 @@ impl PolicydSpf {
         if m.sender.is_empty() && m.helo.is_empty() {
             return SpfDecision::only(Action::Dunno);
         }
-        let sender_domain = m.sender.rsplit_once('@').map_or(&*m.sender, |(_, d)| d);
-        let helo = match (&*m.helo, sender_domain) {
-            ("", "") => "unknown",
-            ("", d) => d,
-            (h, _) => h,
-        };
+        let helo = effective_helo(m);
         let query = SpfQuery {
             ip: canonical,
             helo,
@@ -251,6 +246,40 @@ impl PolicydSpf {
             decision.mail_from = Some(out);
         }
         decision
+    }
+
+    /// The decision when the check did not finish within the caller's time budget: what
+    /// policyd-spf answers for a temperror of the identity being checked (MAIL FROM for a
+    /// non-null sender, else HELO), so a slow DNS never stalls the reply.
+    pub fn timed_out(&self, m: &MessageInfo<'_>) -> SpfDecision {
+        let mail = !m.sender.is_empty() && self.mail_from_reject != RejectPolicy::NoCheck;
+        let (identity, policy) = if mail {
+            (Identity::MailFrom, self.mail_from_reject)
+        } else {
+            (Identity::Helo, self.helo_reject)
+        };
+        if policy == RejectPolicy::NoCheck || (m.sender.is_empty() && m.helo.is_empty()) {
+            return SpfDecision::only(Action::Dunno);
+        }
+        let helo = effective_helo(m);
+        let who = if mail { &*m.sender } else { helo };
+        let (local, domain) = who.rsplit_once('@').unwrap_or(("postmaster", who));
+        let out = SpfOutcome {
+            result: SpfResult::TempError,
+            identity,
+            domain: domain.to_string(),
+            sender: format!("{local}@{domain}"),
+            explanation: None,
+            problem: Some("SPF check exceeded its time budget".to_string()),
+        };
+        let step = self.step(out.result, policy, m.sender.is_empty());
+        let header = self.header(&out, m, helo);
+        let action = self.action(step, &out, m, helo, header);
+        SpfDecision {
+            action,
+            helo: (!mail).then(|| out.clone()),
+            mail_from: mail.then_some(out),
+        }
     }
 
     fn step(&self, result: SpfResult, policy: RejectPolicy, null_sender: bool) -> Step {
@@ -353,6 +382,16 @@ impl PolicydSpf {
 
     fn comment(&self, text: &str, m: &MessageInfo<'_>) -> Action {
         Action::Prepend(format!("X-Comment: {text} - {}", fields(m, &m.helo)))
+    }
+}
+
+/// The HELO name policyd-spf checks: the HELO, else the sender's domain, else `unknown`.
+fn effective_helo<'m>(m: &'m MessageInfo<'_>) -> &'m str {
+    let sender_domain = m.sender.rsplit_once('@').map_or(&*m.sender, |(_, d)| d);
+    match (&*m.helo, sender_domain) {
+        ("", "") => "unknown",
+        ("", d) => d,
+        (h, _) => h,
     }
 }
 

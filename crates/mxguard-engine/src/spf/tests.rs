@@ -406,3 +406,28 @@ fn reject_policy_spellings() {
     assert_eq!("false".parse(), Ok(RejectPolicy::False));
     assert!("Maybe".parse::<RejectPolicy>().is_err());
 }
+
+#[test]
+fn timed_out_answers_as_a_temperror() {
+    let m = msg("192.0.2.1", "mail.example.com", "a@slow.example");
+    let d = PolicydSpf::default().timed_out(&m);
+    assert_eq!(
+        d.action,
+        Action::Prepend(
+            "Received-SPF: Temperror (mailfrom) identity=mailfrom; client-ip=192.0.2.1; \
+             helo=mail.example.com; envelope-from=a@slow.example; receiver=example.net "
+                .into()
+        )
+    );
+    assert_eq!(d.mail_from.unwrap().result, SpfResult::TempError);
+    let defer = PolicydSpf {
+        temperror_defer: true,
+        ..PolicydSpf::default()
+    };
+    let helo_only = msg("192.0.2.1", "mail.example.com", "");
+    let d = defer.timed_out(&helo_only);
+    assert!(
+        matches!(d.action, Action::DeferIfPermit(ref t) if t.starts_with("4.7.24 Message deferred due to: SPF check exceeded its time budget. Please see http://www.openspf.net/Why?s=helo;id=mail.example.com;"))
+    );
+    assert!(d.helo.is_some() && d.mail_from.is_none());
+}
