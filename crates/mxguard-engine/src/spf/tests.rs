@@ -431,3 +431,106 @@ fn timed_out_answers_as_a_temperror() {
     );
     assert!(d.helo.is_some() && d.mail_from.is_none());
 }
+
+mod never_panics {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::super::{SpfChecker, SpfQuery, SpfResult};
+    use crate::clock::UnixTime;
+    use crate::dns::{FakeResolver, Txt, ZoneRecord, block_on};
+
+    /// Fragments of SPF syntax, so random records reach deep into the parser and evaluator.
+    const PIECES: &[&str] = &[
+        "a",
+        "mx",
+        "ptr",
+        "all",
+        "-all",
+        "~all",
+        "?",
+        "+",
+        "include:",
+        "exists:",
+        "ip4:",
+        "ip6:",
+        "redirect=",
+        "exp=",
+        "foo=",
+        "%{",
+        "}",
+        "%{d}",
+        "%{i}",
+        "%{ir}",
+        "%{l1r-}",
+        "%{p}",
+        "%{h}",
+        "%%",
+        "%_",
+        "%-",
+        "/",
+        "//",
+        "24",
+        "0",
+        "128",
+        "33",
+        ":",
+        ".",
+        "example",
+        "fuzz.example",
+        "loop.example",
+        "192.0.2.1",
+        "::1",
+        " ",
+        "  ",
+        "\t",
+        "é",
+    ];
+
+    fn zone(record: &str) -> FakeResolver {
+        let mut z = FakeResolver::new();
+        z.add("fuzz.example", ZoneRecord::Txt(Txt::single(record)));
+        z.add("fuzz.example", ZoneRecord::A(Ipv4Addr::new(192, 0, 2, 1)));
+        z.add("loop.example", ZoneRecord::Txt(Txt::single(record)));
+        z.add(
+            "1.2.0.192.in-addr.arpa",
+            ZoneRecord::Ptr("fuzz.example".into()),
+        );
+        z
+    }
+
+    proptest! {
+        /// Any record evaluates to a result without panicking; a selected record never gives
+        /// "none" (a missing include/redirect target is a permerror, RFC 7208 5.2 and 6.1).
+        #[test]
+        fn random_records_evaluate(pieces in proptest::collection::vec(0..PIECES.len(), 0..24), ip in any::<u32>()) {
+            let body: String = pieces.iter().map(|&i| PIECES[i]).collect();
+            let record = format!("v=spf1 {body}");
+            let z = zone(&record);
+            let q = SpfQuery {
+                ip: Ipv4Addr::from(ip).into(),
+                helo: "h.example",
+                sender: "u@fuzz.example",
+                now: UnixTime(0),
+            };
+            let out = block_on(SpfChecker::default().check_mail_from(&z, &q));
+            prop_assert_ne!(out.result, SpfResult::None, "{}", record);
+        }
+
+        /// Arbitrary printable text after the version never panics either.
+        #[test]
+        fn random_text_evaluates(body in "[ -~]{0,60}") {
+            let record = format!("v=spf1 {body}");
+            let z = zone(&record);
+            let q = SpfQuery {
+                ip: Ipv4Addr::new(192, 0, 2, 1).into(),
+                helo: "h.example",
+                sender: "u@fuzz.example",
+                now: UnixTime(0),
+            };
+            let out = block_on(SpfChecker::default().check_mail_from(&z, &q));
+            prop_assert_ne!(out.result, SpfResult::None, "{}", record);
+        }
+    }
+}
