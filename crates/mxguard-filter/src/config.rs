@@ -127,6 +127,8 @@ struct OptionValues {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSet {
     files: Vec<PathBuf>,
+    /// The filter's own first file (not an include), named in messages.
+    primary: Option<PathBuf>,
     sections: HashMap<String, HashMap<String, OptionValues>>,
     order: Vec<String>,
 }
@@ -150,6 +152,7 @@ impl ConfigSet {
                 .to_string();
             if !file.ends_with(".conf") && !file.ends_with(".local") {
                 // A file without the usual suffix: read just that file.
+                set.primary = Some(as_path.to_path_buf());
                 set.read_with_includes(as_path, 0)?;
                 return Ok(set);
             }
@@ -182,6 +185,7 @@ impl ConfigSet {
                 message: format!("no {stem}.conf or {stem}.local in {}", base_dir.display()),
             });
         }
+        set.primary = files.first().cloned();
         for f in files {
             set.read_with_includes(&f, 0)?;
         }
@@ -195,8 +199,9 @@ impl ConfigSet {
 
     /// The first file read (named in error messages).
     pub fn main_file(&self) -> String {
-        self.files
-            .first()
+        self.primary
+            .as_ref()
+            .or(self.files.first())
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "<filter>".into())
     }

@@ -105,6 +105,8 @@ pub struct LineResult {
     pub ignored: bool,
     /// A backtracking regex gave up on this line.
     pub too_complex: bool,
+    /// The prefregex matched (false when the filter has none).
+    pub prefregex_matched: bool,
 }
 
 impl LineResult {
@@ -303,6 +305,7 @@ impl Filter {
                         .find(|(k, _)| k == "content")
                         .map(|(_, v)| v.clone());
                     pre = g;
+                    result.prefregex_matched = true;
                 }
                 Found::No => return result,
                 Found::TooComplex => {
