@@ -207,8 +207,11 @@ impl FakeResolver {
                     found.push(r.clone());
                 } else if let ZoneRecord::Cname(target) = r {
                     cname = Some(key(target));
-                } else if *r == ZoneRecord::Timeout && found.is_empty() {
-                    return Err(DnsError::Timeout);
+                } else if *r == ZoneRecord::Timeout {
+                    if found.is_empty() {
+                        return Err(DnsError::Timeout);
+                    }
+                    break; // records after the TIMEOUT entry are never served
                 }
             }
             match cname {
