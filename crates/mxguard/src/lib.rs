@@ -1,10 +1,25 @@
 //! The mxguard binary's library: CLI, configuration, inputs, stores and outputs wired together.
 //!
 //! Architecture (see docs/architecture.md): data flows one way, wire -> `mxguard_engine::Request`
-//! -> `Verdict` -> wire. `cli` parses the command line and dispatches; `audit` checks Postfix and
-//! Dovecot configurations; the daemon pieces (config, inputs, stores, outputs) are wired in
-//! `service`. The three libraries (proto, engine, filter) never depend on each other.
+//! -> `Verdict` -> wire. The three libraries (proto, engine, filter) never depend on each other.
+//!
+//! Layout:
+//! - [`cli`]: argument parsing and one module per subcommand;
+//! - [`config`]: the TOML file, validated with file/line/column errors;
+//! - [`service`]: the daemon (start, reload, drain), used by `serve` and by tests;
+//! - [`input::postfix_policy`]: the Postfix policy delegation listener;
+//! - [`control`]: the local admin socket behind `status` and `greylist`;
+//! - [`output::metrics`]: Prometheus counters and the `/metrics` endpoint;
+//! - [`store`]: state backends behind the engine's `Store` trait (embedded redb by default);
+//! - `audit`: checks Postfix and Dovecot configurations;
+//! - `dns`: the resolver behind the engine's DNS trait.
 
 pub mod audit;
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod dns;
+pub mod input;
+pub mod output;
+pub mod service;
+pub mod store;

@@ -3,13 +3,23 @@
 //! Exit codes (DESIGN.md): 0 success, 1 failure (the thing checked is bad or an operation
 //! failed), 2 usage or configuration error. Every subcommand module exposes
 //! `run(args) -> anyhow::Result<ExitCode>`; errors print their whole chain on stderr.
+//! Client subcommands (`status`, `greylist`) find the daemon's control socket through
+//! [`ClientArgs`]: `--socket`, else `[control] socket` of `--config` (or of the default
+//! config / built-in defaults).
 
 pub mod audit;
+pub mod check_config;
+pub mod greylist;
+pub mod serve;
+pub mod status;
 pub mod test_filter;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, ConfigErrors};
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -25,7 +35,15 @@ pub const EXIT_USAGE: u8 = 2;
     name = "mxguard",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = "\
+Quick start:
+  mxguard serve                          run the policy service on 127.0.0.1:10040
+  mxguard check-config -c FILE           validate a configuration file
+  mxguard status                         ask the running daemon how it is doing
+
+Exit status: 0 success, 1 failure, 2 usage or configuration error.
+Run `mxguard help COMMAND` for the details of a command."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,10 +52,86 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: Postfix policy service (greylisting, static lists), control socket,
+    /// metrics.
+    Serve(serve::ServeArgs),
+    /// Validate a configuration file exactly as the daemon does; print every error.
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Show the running daemon's state (over the control socket).
+    Status(status::StatusArgs),
+    /// Greylist administration: list, whitelist a client, remove entries.
+    Greylist(greylist::GreylistArgs),
     /// Check Postfix and Dovecot settings for dangerous or broken configuration.
     Audit(audit::AuditArgs),
     /// Test a fail2ban filter against a log file (replaces fail2ban-regex).
     TestFilter(test_filter::TestFilterArgs),
+}
+
+/// How a client subcommand finds the control socket.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The daemon's configuration file; its [control] socket is used. Default:
+    /// /etc/mxguard/mxguard.toml if present, else the built-in defaults
+    /// (/run/mxguard/control.sock when /run is writable, else ./mxguard-state/control.sock).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Talk to this control socket directly (overrides --config).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The socket path, or the exit code after printing configuration errors.
+    pub fn socket_path(&self) -> Result<PathBuf, ExitCode> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        let path = config::resolve_path(self.config.as_deref());
+        match config::load(path.as_deref()) {
+            Ok(cfg) => Ok(cfg.control.socket),
+            Err(errors) => {
+                print_config_errors(&errors);
+                Err(ExitCode::from(EXIT_USAGE))
+            }
+        }
+    }
+}
+
+/// Prints configuration errors, one `file:line:column: message` per line, on stderr.
+pub fn print_config_errors(errors: &ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("{e}");
+    }
+    eprintln!(
+        "mxguard: {} configuration error{}",
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
+}
+
+/// A multi-threaded tokio runtime for the subcommands that need one.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Logs to stderr, filtered by `[log] level` (`RUST_LOG` overrides it).
+pub fn init_logging(log: &config::Log) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(&log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if log.json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Parses the command line, runs the subcommand and maps errors to exit codes.
@@ -51,6 +145,10 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Serve(args) => serve::run(&args),
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Greylist(args) => greylist::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::TestFilter(args) => test_filter::run(&args),
     };

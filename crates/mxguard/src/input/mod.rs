@@ -1,0 +1,5 @@
+//! Inputs of the daemon: the services that receive questions. Today the Postfix policy
+//! delegation listener ([`postfix_policy`]); the Dovecot auth-policy endpoint and log tailing
+//! come with their capabilities.
+
+pub mod postfix_policy;

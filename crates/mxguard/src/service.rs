@@ -1,0 +1,377 @@
+//! The daemon: builds the store, engine, listeners and background jobs from a [`Config`],
+//! runs them as services, reloads on SIGHUP and drains on SIGTERM/SIGINT.
+//!
+//! Every service is `async fn run(.., shutdown)`; [`Daemon::start`] binds everything first
+//! (so a bad address fails start-up, not later) and then spawns them. What connections read
+//! per request lives in [`Live`] behind an `ArcSwap`: a reload parses and validates the whole
+//! file, builds a new `Live`, and swaps it in one store; a reload that fails validation keeps
+//! the running one and logs every error. Listeners, the store, the control socket and the
+//! metrics endpoint are bound once: changing them needs a restart (logged on reload).
+//!
+//! Tests start a [`Daemon`] in-process with a fake clock and a memory store through
+//! [`StartOptions`]; `mxguard serve` calls [`serve`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use mxguard_engine::policy::Policy as Engine;
+use mxguard_engine::store::{MemoryStore, Store};
+use mxguard_engine::{Clock, SystemClock, UnixTime};
+use mxguard_proto::{Limits, ReplyAction};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{self, Config, ConfigErrors, StoreKind};
+use crate::input::postfix_policy::{self, Listener, PolicyContext};
+use crate::output::metrics::{self, Metrics, ReloadLabels};
+use crate::store::EmbeddedStore;
+
+/// What each policy request reads; swapped whole on reload.
+#[derive(Debug)]
+pub struct Live {
+    pub engine: Engine,
+    pub default_action: ReplyAction,
+    pub limits: Limits,
+    pub idle_timeout: Duration,
+}
+
+/// The swappable [`Live`] shared by every connection.
+pub type LiveHandle = Arc<ArcSwap<Live>>;
+
+/// The outcome of the last reload, for `mxguard status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    pub at: u64,
+    pub ok: bool,
+    pub errors: Vec<String>,
+}
+
+/// State shared by the services and the control socket.
+#[derive(Debug)]
+pub struct Shared {
+    pub live: LiveHandle,
+    pub config: ArcSwap<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub started: UnixTime,
+    /// Where reloads read from; `None` runs on embedded defaults (reload re-validates them).
+    pub config_path: Option<PathBuf>,
+    pub last_reload: Mutex<Option<ReloadReport>>,
+    /// The embedded store's handle when it is the backend (it runs its own expiry).
+    pub embedded: Option<Arc<EmbeddedStore>>,
+}
+
+impl Shared {
+    fn live_for(&self, cfg: &Config) -> Live {
+        Live {
+            engine: Engine::new(
+                cfg.policy_settings(),
+                self.store.clone(),
+                self.clock.clone(),
+            ),
+            default_action: cfg.policy.default_action.clone(),
+            limits: cfg.policy.limits,
+            idle_timeout: cfg.policy.idle_timeout,
+        }
+    }
+
+    /// Tells the embedded store the greylist times it expires entries with.
+    fn apply_expiry(&self, cfg: &Config) {
+        if let (Some(e), Some(gl)) = (&self.embedded, &cfg.greylist) {
+            e.set_expiry(gl.times());
+        }
+    }
+
+    /// Re-reads and validates the config file, then swaps it in; on error the running
+    /// configuration stays and every error is logged and returned.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let now = self.clock.now().0;
+        match config::load(self.config_path.as_deref()) {
+            Ok(new) => {
+                let old = self.config.load();
+                warn_restart_only(&old, &new);
+                self.apply_expiry(&new);
+                self.live.store(Arc::new(self.live_for(&new)));
+                self.config.store(Arc::new(new));
+                self.metrics
+                    .reloads
+                    .get_or_create(&ReloadLabels { result: "ok" })
+                    .inc();
+                tracing::info!("configuration reloaded");
+                self.set_report(ReloadReport {
+                    at: now,
+                    ok: true,
+                    errors: Vec::new(),
+                });
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "reload refused; keeping the running configuration");
+                }
+                self.metrics
+                    .reloads
+                    .get_or_create(&ReloadLabels { result: "failed" })
+                    .inc();
+                self.set_report(ReloadReport {
+                    at: now,
+                    ok: false,
+                    errors: errors.0.iter().map(ToString::to_string).collect(),
+                });
+                Err(errors)
+            }
+        }
+    }
+
+    fn set_report(&self, r: ReloadReport) {
+        let mut slot = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(r);
+    }
+}
+
+fn warn_restart_only(old: &Config, new: &Config) {
+    if old.policy.listen != new.policy.listen {
+        tracing::warn!("[policy] listen changed: takes effect after a restart");
+    }
+    if old.store.kind != new.store.kind {
+        tracing::warn!("[store] changed: takes effect after a restart");
+    }
+    if old.control.socket != new.control.socket {
+        tracing::warn!("[control] socket changed: takes effect after a restart");
+    }
+    if old.metrics.as_ref().map(|m| m.listen) != new.metrics.as_ref().map(|m| m.listen) {
+        tracing::warn!("[metrics] changed: takes effect after a restart");
+    }
+    if old.policy.max_connections != new.policy.max_connections {
+        tracing::warn!("[policy] max_connections changed: takes effect after a restart");
+    }
+}
+
+/// Overrides for tests and embedding.
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// The file reloads read (normally the file `config` came from).
+    pub config_path: Option<PathBuf>,
+    /// Time source; the system clock when `None`.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// A ready store; otherwise opened from `[store]`.
+    pub store: Option<Arc<dyn Store>>,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    pub shared: Arc<Shared>,
+    /// Bound TCP policy addresses, in `[policy] listen` order (unix listeners omitted).
+    pub policy_addrs: Vec<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub control_socket: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+/// The opened store: the trait object the engine uses, plus the embedded store's own handle
+/// (for its expiry settings), when that is the backend.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub embedded: Option<Arc<EmbeddedStore>>,
+}
+
+/// Opens the store `[store]` names. `[store] path` is a directory (created if missing).
+pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<OpenedStore> {
+    match &cfg.store.kind {
+        StoreKind::Memory => Ok(OpenedStore {
+            store: Arc::new(MemoryStore::new()),
+            embedded: None,
+        }),
+        StoreKind::Embedded(path) => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&path).with_context(|| {
+                    format!("cannot create the store directory {}", path.display())
+                })?;
+                EmbeddedStore::open(&path, clock)
+                    .with_context(|| format!("cannot open the store in {}", path.display()))
+            })
+            .await??;
+            tracing::info!(file = %store.path().display(), "embedded store opened");
+            let store = Arc::new(store);
+            Ok(OpenedStore {
+                store: store.clone(),
+                embedded: Some(store),
+            })
+        }
+    }
+}
+
+impl Daemon {
+    /// Binds every listener and spawns every service.
+    pub async fn start(cfg: Config, opts: StartOptions) -> anyhow::Result<Daemon> {
+        let clock: Arc<dyn Clock> = opts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let opened = match opts.store {
+            Some(store) => OpenedStore {
+                store,
+                embedded: None,
+            },
+            None => open_store(&cfg, clock.clone()).await?,
+        };
+        let store = opened.store.clone();
+        let metrics = Arc::new(Metrics::new());
+        let config_path = opts.config_path.or_else(|| cfg.source.clone());
+        let shared = Arc::new(Shared {
+            live: Arc::new(ArcSwap::from_pointee(Live {
+                engine: Engine::new(cfg.policy_settings(), store.clone(), clock.clone()),
+                default_action: cfg.policy.default_action.clone(),
+                limits: cfg.policy.limits,
+                idle_timeout: cfg.policy.idle_timeout,
+            })),
+            config: ArcSwap::from_pointee(cfg.clone()),
+            store,
+            started: clock.now(),
+            clock,
+            metrics: metrics.clone(),
+            config_path,
+            last_reload: Mutex::new(None),
+            embedded: opened.embedded,
+        });
+        shared.apply_expiry(&cfg);
+
+        // Bind everything before spawning anything: a bad address fails start-up.
+        let mut listeners = Vec::new();
+        for addr in &cfg.policy.listen {
+            listeners.push(Listener::bind(addr, cfg.policy.socket_mode).await?);
+        }
+        let policy_addrs = listeners.iter().filter_map(Listener::local_addr).collect();
+        let control = crate::control::bind(&cfg.control.socket).await?;
+        let metrics_listener = match &cfg.metrics {
+            Some(m) => Some(metrics::bind(m.listen).await?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let ctx = PolicyContext {
+            live: shared.live.clone(),
+            metrics: metrics.clone(),
+            connections: Arc::new(Semaphore::new(cfg.policy.max_connections)),
+            drain_timeout: cfg.policy.drain_timeout,
+        };
+        for l in listeners {
+            tasks.spawn(postfix_policy::run(l, ctx.clone(), rx.clone()));
+        }
+        tasks.spawn(crate::control::run(control, shared.clone(), rx.clone()));
+        if let Some(l) = metrics_listener {
+            tasks.spawn(metrics::serve(l, metrics.clone(), rx.clone()));
+        }
+        tasks.spawn(expire_job(shared.clone(), rx.clone()));
+        Ok(Daemon {
+            shared,
+            policy_addrs,
+            metrics_addr,
+            control_socket: cfg.control.socket.clone(),
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Asks every service to stop (they drain; see module docs).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A handle that can trigger shutdown from elsewhere.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Waits for every service to end, then flushes the store. The first service error is
+    /// returned (and also stops the others).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        while let Some(r) = self.tasks.join_next().await {
+            let r = r.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = r {
+                tracing::error!(error = %format!("{e:#}"), "service failed; shutting down");
+                let _ = self.shutdown.send(true);
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.shared.store.flush().await {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+        let _ = std::fs::remove_file(&self.control_socket);
+        for addr in &self.shared.config.load().policy.listen {
+            if let crate::config::ListenAddr::Unix(p) = addr {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Removes expired greylist entries every `[store] expire_interval` (postgrey's
+/// maintenance), off the request path. The embedded store expires on its own thread.
+async fn expire_job(
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if shared.embedded.is_some() {
+        return Ok(());
+    }
+    loop {
+        let every = shared.config.load().store.expire_interval;
+        tokio::select! {
+            _ = crate::input::postfix_policy::stopped(&mut shutdown) => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some(gl) = shared.config.load().greylist.as_ref().map(|g| g.times()) else {
+            continue;
+        };
+        match shared.store.expire(shared.clock.now(), gl).await {
+            Ok(stats) => tracing::debug!(
+                triplets = stats.triplets_removed,
+                clients = stats.clients_removed,
+                "expired greylist entries"
+            ),
+            Err(e) => {
+                shared.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "greylist expiry failed");
+            }
+        }
+    }
+}
+
+/// `mxguard serve`: start, then handle signals until SIGTERM/SIGINT.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let daemon = Daemon::start(cfg, StartOptions::default()).await?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let shared = daemon.shared.clone();
+    let stop = daemon.shutdown_handle();
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => { let _ = shared.reload(); }
+            }
+        }
+        let _ = stop.send(true);
+    });
+    let r = daemon.wait().await;
+    signals.abort();
+    tracing::info!("stopped");
+    r
+}
