@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every end-to-end suite in scripts/it/*.sh against real daemons (Postfix, Dovecot, ...)
-# started from temp dirs on loopback. Each suite prints PASS/FAIL lines and exits non-zero on a
-# failure; this prints a total "N passed, N failed" line and fails if any suite failed.
+# started from temp dirs on loopback (scripts/it/lib.sh holds their shared helpers and is
+# skipped). Each suite prints PASS/FAIL lines and exits non-zero on a failure; this prints a total "N passed, N failed" line and fails if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${MXGUARD_BIN:=$(pwd)/target/release/mxguard}"
@@ -9,6 +9,7 @@ export MXGUARD_BIN
 passed=0; failed=0; failed_suites=()
 for suite in scripts/it/*.sh; do
   [ -e "$suite" ] || continue
+  [ "$(basename "$suite")" = lib.sh ] && continue   # shared helpers, sourced by the suites
   echo "--- $suite"
   out=$(mktemp)
   bash "$suite" 2>&1 | tee "$out"
