@@ -13,6 +13,7 @@ mod eval;
 mod macros;
 mod memo;
 pub mod policyd_spf;
+mod policyd_text;
 mod record;
 #[cfg(test)]
 mod tests;

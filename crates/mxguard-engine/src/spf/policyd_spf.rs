@@ -7,18 +7,19 @@
 //! temperror, otherwise a `Received-SPF:` (or `X-Comment:` for bypassed clients) header to
 //! prepend, in policyd-spf's exact format (shared/notes/spf-policy.md, section 3). The knobs are
 //! policyd-spf.conf(5)'s: `HELO_reject`, `Mail_From_reject`, `PermError_reject`,
-//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`. [`super::MessageMemo`]
+//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`, plus `Reject_Not_Pass_Domains`,
+//! `Reason_Message`, `TestOnly`, `Hide_Receiver` and `SPF_Enhanced_Status_Codes`. [`super::MessageMemo`]
 //! gives policyd-spf's once-per-message behaviour. This module knows no Postfix attribute names and
 //! sets no time limit; the policy service maps requests in, bounds the check with its budget,
 //! and writes the action out.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
 
+use super::policyd_text as text;
 use super::{Identity, SpfChecker, SpfOutcome, SpfQuery, SpfResult};
 use crate::clock::UnixTime;
 use crate::dns::Resolver;
@@ -82,6 +83,14 @@ pub struct PolicydSpf {
     pub domain_whitelist: Vec<String>,
     /// `SPF_Enhanced_Status_Codes`: RFC 7372 codes 5.7.23 / 5.7.24 / 4.7.24 (default on).
     pub enhanced_status_codes: bool,
+    /// `Reject_Not_Pass_Domains`: sender/HELO domains held to `SPF_Not_Pass`.
+    pub reject_not_pass_domains: Vec<String>,
+    /// `Reason_Message`: the reject/defer text, with `{rejectdefer}`, `{spf}` and `{url}`.
+    pub reason_message: String,
+    /// `TestOnly` (1, the default, enforces): when false, rejects and defers become DUNNO.
+    pub enforce: bool,
+    /// `Hide_Receiver`: show `receiver=<UNKNOWN>` instead of the recipient's domain.
+    pub hide_receiver: bool,
 }
 
 impl Default for PolicydSpf {
@@ -99,6 +108,10 @@ impl Default for PolicydSpf {
             whitelist: Vec::new(),
             domain_whitelist: Vec::new(),
             enhanced_status_codes: true,
+            reject_not_pass_domains: Vec::new(),
+            reason_message: "Message {rejectdefer} due to: {spf}. Please see {url}".to_string(),
+            enforce: true,
+            hide_receiver: false,
         }
     }
 }
@@ -181,6 +194,13 @@ enum Step {
 impl PolicydSpf {
     /// policyd-spf's decision for one message (`spf_engine._spfcheck`).
     pub async fn decide(&self, resolver: &dyn Resolver, m: &MessageInfo<'_>) -> SpfDecision {
+        let hidden;
+        let m = if self.hide_receiver {
+            hidden = hide(m);
+            &hidden
+        } else {
+            m
+        };
         let ip = m.client_ip;
         let canonical = ip.to_canonical();
         let in_list = |list: &[IpNet]| {
@@ -202,8 +222,8 @@ impl PolicydSpf {
                 now: m.now,
             };
             if self.checker.check_mail_from(resolver, &q).await.result == SpfResult::Pass {
-                let text = "SPF skipped for whitelisted relay domain";
-                return SpfDecision::only(self.comment(text, m));
+                let what = "SPF skipped for whitelisted relay domain";
+                return SpfDecision::only(self.comment(what, m));
             }
         }
         // 2. Nothing to check without sender and HELO; a missing HELO becomes the sender's
@@ -211,7 +231,7 @@ impl PolicydSpf {
         if m.sender.is_empty() && m.helo.is_empty() {
             return SpfDecision::only(Action::Dunno);
         }
-        let helo = effective_helo(m);
+        let helo = text::effective_helo(m);
         let query = SpfQuery {
             ip: canonical,
             helo,
@@ -223,9 +243,9 @@ impl PolicydSpf {
         let mut helo_header = None;
         if self.helo_reject != RejectPolicy::NoCheck {
             let out = self.checker.check_helo(resolver, &query).await;
-            let step = self.step(out.result, self.helo_reject, m.sender.is_empty());
-            let header = self.header(&out, m, helo);
-            decision.action = self.action(step, &out, m, helo, header.clone());
+            let (step, forced) = self.step(&out, self.helo_reject, m.sender.is_empty());
+            let header = text::received_spf(&out, m, helo);
+            decision.action = self.action(step, forced, &out, m, helo, header.clone());
             let result = out.result;
             decision.helo = Some(out);
             if step != Step::Prepend {
@@ -237,12 +257,12 @@ impl PolicydSpf {
         // result other than none keeps the HELO header.
         if !m.sender.is_empty() && self.mail_from_reject != RejectPolicy::NoCheck {
             let out = self.checker.check_mail_from(resolver, &query).await;
-            let step = self.step(out.result, self.mail_from_reject, false);
+            let (step, forced) = self.step(&out, self.mail_from_reject, false);
             let header = match (out.result, helo_header) {
                 (SpfResult::None, Some(h)) => h,
-                _ => self.header(&out, m, helo),
+                _ => text::received_spf(&out, m, helo),
             };
-            decision.action = self.action(step, &out, m, helo, header);
+            decision.action = self.action(step, forced, &out, m, helo, header);
             decision.mail_from = Some(out);
         }
         decision
@@ -252,6 +272,13 @@ impl PolicydSpf {
     /// policyd-spf answers for a temperror of the identity being checked (MAIL FROM for a
     /// non-null sender, else HELO), so a slow DNS never stalls the reply.
     pub fn timed_out(&self, m: &MessageInfo<'_>) -> SpfDecision {
+        let hidden;
+        let m = if self.hide_receiver {
+            hidden = hide(m);
+            &hidden
+        } else {
+            m
+        };
         let mail = !m.sender.is_empty() && self.mail_from_reject != RejectPolicy::NoCheck;
         let (identity, policy) = if mail {
             (Identity::MailFrom, self.mail_from_reject)
@@ -261,7 +288,7 @@ impl PolicydSpf {
         if policy == RejectPolicy::NoCheck || (m.sender.is_empty() && m.helo.is_empty()) {
             return SpfDecision::only(Action::Dunno);
         }
-        let helo = effective_helo(m);
+        let helo = text::effective_helo(m);
         let who = if mail { &*m.sender } else { helo };
         let (local, domain) = who.rsplit_once('@').unwrap_or(("postmaster", who));
         let out = SpfOutcome {
@@ -272,9 +299,9 @@ impl PolicydSpf {
             explanation: None,
             problem: Some("SPF check exceeded its time budget".to_string()),
         };
-        let step = self.step(out.result, policy, m.sender.is_empty());
-        let header = self.header(&out, m, helo);
-        let action = self.action(step, &out, m, helo, header);
+        let (step, forced) = self.step(&out, policy, m.sender.is_empty());
+        let header = text::received_spf(&out, m, helo);
+        let action = self.action(step, forced, &out, m, helo, header);
         SpfDecision {
             action,
             helo: (!mail).then(|| out.clone()),
@@ -282,37 +309,43 @@ impl PolicydSpf {
         }
     }
 
-    fn step(&self, result: SpfResult, policy: RejectPolicy, null_sender: bool) -> Step {
+    /// What the result leads to, and whether `Reject_Not_Pass_Domains` forced `SPF_Not_Pass`.
+    fn step(&self, out: &SpfOutcome, policy: RejectPolicy, null_sender: bool) -> (Step, bool) {
         use RejectPolicy as P;
+        let forced = !matches!(policy, P::NoCheck)
+            && self
+                .reject_not_pass_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&out.domain));
+        let policy = if forced { P::SpfNotPass } else { policy };
         if matches!(policy, P::False | P::NoCheck) {
-            return Step::Prepend;
+            return (Step::Prepend, false);
         }
-        let reject = match result {
+        let reject = match out.result {
             SpfResult::Fail => policy != P::Null || null_sender,
             SpfResult::SoftFail => matches!(policy, P::Softfail | P::SpfNotPass),
             SpfResult::Neutral => policy == P::SpfNotPass,
             SpfResult::PermError => self.permerror_reject,
-            SpfResult::TempError => {
-                return if self.temperror_defer {
-                    Step::Defer
-                } else {
-                    Step::Prepend
-                };
-            }
-            SpfResult::Pass | SpfResult::None => false,
+            SpfResult::TempError if self.temperror_defer => return (Step::Defer, forced),
+            SpfResult::TempError | SpfResult::Pass | SpfResult::None => false,
         };
-        if reject { Step::Reject } else { Step::Prepend }
+        (if reject { Step::Reject } else { Step::Prepend }, forced)
     }
 
     fn action(
         &self,
         step: Step,
+        forced: bool,
         out: &SpfOutcome,
         m: &MessageInfo<'_>,
         helo: &str,
         header: String,
     ) -> Action {
-        let why = self.reason_message(step, out, m, helo);
+        // TestOnly = 0: log and prepend only; a reject or defer becomes DUNNO.
+        if step != Step::Prepend && !self.enforce {
+            return Action::Dunno;
+        }
+        let why = self.reason_message(step, out, m, helo, forced);
         let enhanced = self.enhanced_status_codes;
         match step {
             Step::Prepend => Action::Prepend(header),
@@ -337,97 +370,41 @@ impl PolicydSpf {
         }
     }
 
-    /// policyd-spf's default `Reason_Message`:
-    /// `Message {rejectdefer} due to: {spf}. Please see {url}`.
+    /// `Reason_Message` with `{rejectdefer}`, `{spf}` and `{url}` filled in.
     fn reason_message(
         &self,
         step: Step,
         out: &SpfOutcome,
         m: &MessageInfo<'_>,
         helo: &str,
+        forced: bool,
     ) -> String {
         let verb = if step == Step::Defer {
             "deferred"
         } else {
             "rejected"
         };
-        let (scope, id) = match out.identity {
-            Identity::Helo => ("helo", helo),
-            Identity::MailFrom => ("mfrom", &*m.sender),
+        // Reject_Not_Pass_Domains: the reason names the receiver's policy, not the sender's.
+        let spf = if forced && out.result != SpfResult::Fail {
+            format!("Receiver policy for SPF {}", text::capitalized(out.result))
+        } else {
+            text::reason(out)
         };
-        format!(
-            "Message {verb} due to: {}. Please see http://www.openspf.net/Why?s={scope};id={id};ip={};r={}",
-            reason(out),
-            m.client_ip,
-            m.receiver
-        )
+        self.reason_message
+            .replace("{rejectdefer}", verb)
+            .replace("{spf}", &spf)
+            .replace("{url}", &text::why_url(out, m, helo))
     }
 
-    /// `Received-SPF: <Result> (<comment>) identity=...; client-ip=...; helo=...;
-    /// envelope-from=...; receiver=... ` with policyd-spf's trailing space. The MAIL FROM
-    /// comment is the literal `mailfrom`, as policyd-spf 3.0.4 writes it.
-    fn header(&self, out: &SpfOutcome, m: &MessageInfo<'_>, helo: &str) -> String {
-        let comment = match out.identity {
-            Identity::Helo => reason(out),
-            Identity::MailFrom => "mailfrom".to_string(),
-        };
-        let mut h = format!(
-            "Received-SPF: {} ({comment}) identity={}; ",
-            capitalized(out.result),
-            out.identity.as_str()
-        );
-        let _ = write!(h, "{}", fields(m, helo));
-        h
-    }
-
-    fn comment(&self, text: &str, m: &MessageInfo<'_>) -> Action {
-        Action::Prepend(format!("X-Comment: {text} - {}", fields(m, &m.helo)))
+    fn comment(&self, what: &str, m: &MessageInfo<'_>) -> Action {
+        Action::Prepend(text::x_comment(what, m))
     }
 }
 
-/// The HELO name policyd-spf checks: the HELO, else the sender's domain, else `unknown`.
-fn effective_helo<'m>(m: &'m MessageInfo<'_>) -> &'m str {
-    let sender_domain = m.sender.rsplit_once('@').map_or(&*m.sender, |(_, d)| d);
-    match (&*m.helo, sender_domain) {
-        ("", "") => "unknown",
-        ("", d) => d,
-        (h, _) => h,
-    }
-}
-
-/// `client-ip=...; helo=...; envelope-from=...; receiver=... ` (trailing space included).
-fn fields(m: &MessageInfo<'_>, helo: &str) -> String {
-    let from = if m.sender.is_empty() { "<>" } else { &m.sender };
-    format!(
-        "client-ip={}; helo={helo}; envelope-from={from}; receiver={} ",
-        m.client_ip, m.receiver
-    )
-}
-
-/// `Pass`, `Fail`, `Softfail`, `Neutral`, `None`, `Permerror`, `Temperror`.
-fn capitalized(r: SpfResult) -> String {
-    let s = r.as_str();
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-        .unwrap_or_default()
-}
-
-/// pyspf's explanation of a result, which policyd-spf puts in the HELO header comment and in
-/// `{spf}` of its reject text.
-fn reason(out: &SpfOutcome) -> String {
-    match out.result {
-        SpfResult::Pass => "sender SPF authorized".to_string(),
-        SpfResult::SoftFail => "domain owner discourages use of this host".to_string(),
-        SpfResult::Neutral => "access neither permitted nor denied".to_string(),
-        SpfResult::None => "no SPF record".to_string(),
-        SpfResult::Fail => out
-            .explanation
-            .clone()
-            .unwrap_or_else(|| "SPF fail - not authorized".to_string()),
-        SpfResult::PermError | SpfResult::TempError => out
-            .problem
-            .clone()
-            .unwrap_or_else(|| out.result.as_str().to_string()),
+/// `Hide_Receiver = Yes`: the receiver is shown as `<UNKNOWN>`.
+fn hide<'a>(m: &MessageInfo<'a>) -> MessageInfo<'a> {
+    MessageInfo {
+        receiver: Cow::Borrowed("<UNKNOWN>"),
+        ..m.clone()
     }
 }

@@ -306,6 +306,74 @@ fn permerror_and_temperror_knobs() {
 }
 
 #[test]
+fn reject_not_pass_domains_reason_message_test_only_hide_receiver() {
+    let forced = PolicydSpf {
+        reject_not_pass_domains: vec!["Soft.Example".into()],
+        ..PolicydSpf::default()
+    };
+    assert_eq!(
+        decide(
+            &forced,
+            &msg("192.0.2.1", "mail.example.com", "a@soft.example")
+        ),
+        Action::Reply(
+            "550 5.7.23 Message rejected due to: Receiver policy for SPF Softfail. Please see \
+             http://www.openspf.net/Why?s=mfrom;id=a@soft.example;ip=192.0.2.1;r=example.net"
+                .into()
+        )
+    );
+    // Other domains keep the normal policy (softfail is only prepended).
+    assert!(matches!(
+        decide(
+            &forced,
+            &msg("192.0.2.1", "mail.example.com", "a@neutral.example")
+        ),
+        Action::Prepend(_)
+    ));
+    let custom = PolicydSpf {
+        reason_message: "SPF says {spf} ({rejectdefer}); see {url}".into(),
+        ..PolicydSpf::default()
+    };
+    assert_eq!(
+        decide(
+            &custom,
+            &msg("192.0.2.1", "mail.example.com", "a@b.example")
+        ),
+        Action::Reply(
+            "550 5.7.23 SPF says SPF fail - not authorized (rejected); see \
+             http://www.openspf.net/Why?s=mfrom;id=a@b.example;ip=192.0.2.1;r=example.net"
+                .into()
+        )
+    );
+    let test_only = PolicydSpf {
+        enforce: false,
+        ..PolicydSpf::default()
+    };
+    assert_eq!(
+        decide(
+            &test_only,
+            &msg("192.0.2.1", "mail.example.com", "a@b.example")
+        ),
+        Action::Dunno
+    );
+    let hidden = PolicydSpf {
+        hide_receiver: true,
+        ..PolicydSpf::default()
+    };
+    assert_eq!(
+        decide(
+            &hidden,
+            &msg("192.0.2.1", "mail.example.com", "user@example.com")
+        ),
+        Action::Prepend(
+            "Received-SPF: None (mailfrom) identity=mailfrom; client-ip=192.0.2.1; \
+             helo=mail.example.com; envelope-from=user@example.com; receiver=<UNKNOWN> "
+                .into()
+        )
+    );
+}
+
+#[test]
 fn whitelists_bypass_the_check() {
     let p = PolicydSpf {
         whitelist: vec!["198.51.100.0/24".parse().unwrap()],
