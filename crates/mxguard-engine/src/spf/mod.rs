@@ -12,6 +12,7 @@
 mod eval;
 mod macros;
 mod memo;
+mod policyd_bypass;
 pub mod policyd_spf;
 mod policyd_text;
 mod record;

@@ -7,7 +7,8 @@
 //! temperror, otherwise a `Received-SPF:` (or `X-Comment:` for bypassed clients) header to
 //! prepend, in policyd-spf's exact format (shared/notes/spf-policy.md, section 3). The knobs are
 //! policyd-spf.conf(5)'s: `HELO_reject`, `Mail_From_reject`, `PermError_reject`,
-//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`, plus `Reject_Not_Pass_Domains`,
+//! `TempError_Defer`, `skip_addresses`, `Whitelist`, `Domain_Whitelist`, plus `HELO_Whitelist`,
+//! `Domain_Whitelist_PTR`, `Reject_Not_Pass_Domains`,
 //! `Reason_Message`, `TestOnly`, `Hide_Receiver` and `SPF_Enhanced_Status_Codes`. [`super::MessageMemo`]
 //! gives policyd-spf's once-per-message behaviour. This module knows no Postfix attribute names and
 //! sets no time limit; the policy service maps requests in, bounds the check with its budget,
@@ -81,6 +82,10 @@ pub struct PolicydSpf {
     pub whitelist: Vec<IpNet>,
     /// `Domain_Whitelist`: clients that pass SPF for one of these domains are not checked.
     pub domain_whitelist: Vec<String>,
+    /// `HELO_Whitelist`: HELO names not checked when the name's A/AAAA is the client.
+    pub helo_whitelist: Vec<String>,
+    /// `Domain_Whitelist_PTR`: clients whose validated PTR name is in one of these domains.
+    pub domain_whitelist_ptr: Vec<String>,
     /// `SPF_Enhanced_Status_Codes`: RFC 7372 codes 5.7.23 / 5.7.24 / 4.7.24 (default on).
     pub enhanced_status_codes: bool,
     /// `Reject_Not_Pass_Domains`: sender/HELO domains held to `SPF_Not_Pass`.
@@ -107,6 +112,8 @@ impl Default for PolicydSpf {
                 .collect(),
             whitelist: Vec::new(),
             domain_whitelist: Vec::new(),
+            helo_whitelist: Vec::new(),
+            domain_whitelist_ptr: Vec::new(),
             enhanced_status_codes: true,
             reject_not_pass_domains: Vec::new(),
             reason_message: "Message {rejectdefer} due to: {spf}. Please see {url}".to_string(),
@@ -201,31 +208,11 @@ impl PolicydSpf {
         } else {
             m
         };
-        let ip = m.client_ip;
-        let canonical = ip.to_canonical();
-        let in_list = |list: &[IpNet]| {
-            list.iter()
-                .any(|n| n.contains(&ip) || n.contains(&canonical))
-        };
         // 1. Bypasses, answered with an X-Comment header (spf_engine._spfbypass).
-        if in_list(&self.skip_addresses) {
-            return SpfDecision::only(self.comment("SPF check N/A for local connections", m));
+        if let Some(what) = self.bypass(resolver, m).await {
+            return SpfDecision::only(self.comment(what, m));
         }
-        if in_list(&self.whitelist) {
-            return SpfDecision::only(self.comment("SPF skipped for whitelisted relay", m));
-        }
-        for domain in &self.domain_whitelist {
-            let q = SpfQuery {
-                ip: canonical,
-                helo: domain,
-                sender: &format!("postmaster@{domain}"),
-                now: m.now,
-            };
-            if self.checker.check_mail_from(resolver, &q).await.result == SpfResult::Pass {
-                let what = "SPF skipped for whitelisted relay domain";
-                return SpfDecision::only(self.comment(what, m));
-            }
-        }
+        let canonical = m.client_ip.to_canonical();
         // 2. Nothing to check without sender and HELO; a missing HELO becomes the sender's
         // domain, or "unknown".
         if m.sender.is_empty() && m.helo.is_empty() {

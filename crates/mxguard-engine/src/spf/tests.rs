@@ -23,6 +23,20 @@ fn zone() -> FakeResolver {
     txt(&mut z, "helo-fail.example", "v=spf1 -all");
     txt(&mut z, "helo-pass.example", "v=spf1 +all");
     txt(&mut z, "relay.example", "v=spf1 ip4:192.0.2.1 -all");
+    z.add("relay.example", ZoneRecord::A(Ipv4Addr::new(192, 0, 2, 44)));
+    // 192.0.2.45 claims a name that does not resolve back; 192.0.2.46's does.
+    z.add(
+        "45.2.0.192.in-addr.arpa",
+        ZoneRecord::Ptr("fake.ptr.example".into()),
+    );
+    z.add(
+        "46.2.0.192.in-addr.arpa",
+        ZoneRecord::Ptr("out1.ptr.example".into()),
+    );
+    z.add(
+        "out1.ptr.example",
+        ZoneRecord::A(Ipv4Addr::new(192, 0, 2, 46)),
+    );
     // Ten DNS-querying terms, one of them an mx with three hosts: exactly at the limit.
     txt(&mut z, "ten.example", "v=spf1 a a a a a a a a a mx -all");
     z.add("ten.example", ZoneRecord::A(Ipv4Addr::new(198, 51, 100, 1)));
@@ -391,6 +405,31 @@ fn whitelists_bypass_the_check() {
     assert!(matches!(
         decide(&p, &msg("192.0.2.1", "mail.example.com", "a@b.example")),
         Action::Prepend(ref h) if h.starts_with("X-Comment: SPF skipped for whitelisted relay domain - client-ip=192.0.2.1;")
+    ));
+    let by_name = PolicydSpf {
+        helo_whitelist: vec!["relay.example".into()],
+        domain_whitelist_ptr: vec!["ptr.example".into()],
+        ..PolicydSpf::default()
+    };
+    assert!(matches!(
+        decide(&by_name, &msg("192.0.2.44", "relay.example", "a@b.example")),
+        Action::Prepend(ref h) if h.starts_with("X-Comment: SPF skipped for whitelisted HELO domain - client-ip=192.0.2.44;")
+    ));
+    // The HELO name must resolve to the client.
+    assert!(matches!(
+        decide(&by_name, &msg("192.0.2.45", "relay.example", "a@b.example")),
+        Action::Reply(_)
+    ));
+    assert!(matches!(
+        decide(
+            &by_name,
+            &msg("192.0.2.45", "mail.example.com", "a@b.example")
+        ),
+        Action::Reply(_)
+    ));
+    assert!(matches!(
+        decide(&by_name, &msg("192.0.2.46", "mail.example.com", "a@b.example")),
+        Action::Prepend(ref h) if h.starts_with("X-Comment: SPF skipped for PTR whitelisted relay domain - ")
     ));
     // Another client of the same sender is checked (and rejected).
     assert!(matches!(
