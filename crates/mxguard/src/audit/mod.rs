@@ -156,5 +156,65 @@ pub fn audit(inputs: &Inputs) -> Vec<Finding> {
             .then_with(|| a.parameter.cmp(&b.parameter))
     });
     out.dedup();
-    out
+    let ids: Vec<String> = inputs
+        .postfix
+        .as_ref()
+        .map(|pf| {
+            pf.effective_services()
+                .iter()
+                .map(postfix::Service::id)
+                .collect()
+        })
+        .unwrap_or_default();
+    merge_services(out, &ids)
+}
+
+/// Collapses findings that differ only in the master.cf service named in their detail (the
+/// same main.cf setting judged for smtp, submission and submissions) into one finding that
+/// lists every service, so one misconfigured line gives one finding.
+fn merge_services(findings: Vec<Finding>, ids: &[String]) -> Vec<Finding> {
+    const MARK: &str = "\u{1}SERVICE\u{1}";
+    let service_in = |detail: &str| -> Option<String> {
+        // Longest id first: "submissions/inet" must not match as "submission/inet".
+        let mut sorted: Vec<&String> = ids.iter().collect();
+        sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        sorted
+            .into_iter()
+            .find(|id| detail.contains(id.as_str()))
+            .cloned()
+    };
+    let mut out: Vec<(Finding, String, Vec<String>)> = Vec::new();
+    for f in findings {
+        let svc = if f.location.service.is_none() {
+            service_in(&f.detail)
+        } else {
+            None
+        };
+        let Some(svc) = svc else {
+            out.push((f, String::new(), Vec::new()));
+            continue;
+        };
+        let norm = f.detail.replacen(&svc, MARK, 1);
+        if let Some(prev) = out.iter_mut().find(|(p, n, s)| {
+            !s.is_empty()
+                && *n == norm
+                && p.rule == f.rule
+                && p.severity == f.severity
+                && p.location == f.location
+                && p.parameter == f.parameter
+                && p.value == f.value
+        }) {
+            prev.2.push(svc);
+            continue;
+        }
+        out.push((f, norm, vec![svc]));
+    }
+    out.into_iter()
+        .map(|(mut f, norm, svcs)| {
+            if svcs.len() > 1 {
+                f.detail = norm.replacen(MARK, &svcs.join(", "), 1);
+            }
+            f
+        })
+        .collect()
 }

@@ -40,7 +40,13 @@ impl MxguardConfig {
             source: source.to_string(),
             ..Default::default()
         };
+        let has_policy = value.contains_key("policy");
         walk(&toml::Value::Table(value), "", &mut cfg);
+        // `[policy]` without `listen` listens on Postfix's customary policy port
+        // (config::validate DEFAULT_POLICY_LISTEN).
+        if has_policy && cfg.policy_listen.is_empty() {
+            cfg.policy_listen.push("inet:127.0.0.1:10040".to_string());
+        }
         Ok(cfg)
     }
 }

@@ -182,18 +182,18 @@ impl PostfixConfig {
             );
         }
         // A list that ends in a separator at end of file without a newline was cut off.
-        if !text.is_empty() && !text.ends_with('\n') {
-            if let Some((line, last)) = lines.last()
-                && last.ends_with([',', '='])
-            {
-                return Err(AuditError::Truncated {
-                    source_name: source.to_string(),
-                    message: format!(
-                        "line {line} ends with '{}' and no newline",
-                        last.chars().last().unwrap_or(' ')
-                    ),
-                });
-            }
+        if !text.is_empty()
+            && !text.ends_with('\n')
+            && let Some((line, last)) = lines.last()
+            && last.ends_with([',', '='])
+        {
+            return Err(AuditError::Truncated {
+                source_name: source.to_string(),
+                message: format!(
+                    "line {line} ends with '{}' and no newline",
+                    last.chars().last().unwrap_or(' ')
+                ),
+            });
         }
         Ok(())
     }

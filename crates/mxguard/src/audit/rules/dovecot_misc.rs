@@ -88,7 +88,8 @@ pub(super) fn check(dc: &DovecotConfig, out: &mut Vec<Finding>) {
             .collect();
         let excluded = |name: &str| {
             toks.iter().any(|t| {
-                (t.starts_with('!') || t.starts_with('-')) && t[1..].eq_ignore_ascii_case(name)
+                (t.starts_with('!') || t.starts_with('-'))
+                    && t.get(1..).is_some_and(|r| r.eq_ignore_ascii_case(name))
             })
         };
         let bad: Vec<&str> = [

@@ -81,7 +81,7 @@ pub(super) fn check(pf: &PostfixConfig, out: &mut Vec<Finding>) {
                     out.push(
                         finding(
                             "PF-SASL-ANONYMOUS",
-                            pf.loc_for(&svc, &[p, "smtpd_sasl_auth_enable"]),
+                            pf.loc_for(&svc, &[p]),
                             p,
                             pf.shown(Some(&svc), p),
                             format!(
