@@ -372,3 +372,53 @@ pub fn to_reply(v: Verdict) -> ReplyAction {
         Action::Reply(t) => ReplyAction::Reply(t),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postfix_spelling_stays_out_of_the_engine() {
+        let mut w = PolicyRequest::rcpt([192, 0, 2, 1].into(), "a@b.example", "c@d.example");
+        w.protocol_state = ProtocolState::Ehlo;
+        w.client_name = "unknown".into();
+        w.reverse_client_name = "mx.b.example".into();
+        w.sasl_username = String::new();
+        let r = to_engine(&w).unwrap();
+        assert_eq!(r.stage, Stage::Helo);
+        assert_eq!(r.client_name, None);
+        assert_eq!(r.reverse_client_name.as_deref(), Some("mx.b.example"));
+        assert_eq!(r.sasl_username, None);
+        w.sasl_username = "alice".into();
+        w.protocol_state = ProtocolState::EndOfMessage;
+        let r = to_engine(&w).unwrap();
+        assert_eq!(r.sasl_username.as_deref(), Some("alice"));
+        assert_eq!(r.stage, Stage::EndOfMessage);
+        w.client_address = None;
+        assert!(to_engine(&w).is_none());
+    }
+
+    #[test]
+    fn every_engine_action_maps_to_its_reply() {
+        let cases = [
+            (Action::Dunno, "DUNNO"),
+            (Action::Ok, "OK"),
+            (Action::Reject("5.7.1 no".into()), "REJECT 5.7.1 no"),
+            (Action::Defer("later".into()), "DEFER later"),
+            (Action::DeferIfPermit("grey".into()), "DEFER_IF_PERMIT grey"),
+            (Action::Hold("held".into()), "HOLD held"),
+            (Action::Prepend("X-A: b".into()), "PREPEND X-A: b"),
+            (Action::Reply("450 4.7.1 x".into()), "450 4.7.1 x"),
+        ];
+        for (action, wire) in cases {
+            let kind = action.kind();
+            let reply = to_reply(Verdict::new(action, "none"));
+            assert_eq!(reply.to_string(), wire);
+            assert_eq!(
+                reply_kind(&reply),
+                kind,
+                "metrics label matches the engine's kind"
+            );
+        }
+    }
+}
