@@ -198,12 +198,12 @@ impl PolicyDecoder {
             let (name, value) = (&line[..eq], &line[eq + 1..]);
             // Non-UTF-8 bytes (a client without SMTPUTF8 passing Latin-1 through) are replaced
             // rather than refused: the request stays answerable.
-            let name = String::from_utf8_lossy(name).into_owned();
-            let value = String::from_utf8_lossy(value).into_owned();
+            let name = String::from_utf8_lossy(name);
+            let value = String::from_utf8_lossy(value);
             if name == "request" {
                 self.saw_request = true;
             }
-            if let Err(e) = self.current.set(&name, &value) {
+            if let Err(e) = self.current.set(&name, value) {
                 self.skip(e);
             }
         }

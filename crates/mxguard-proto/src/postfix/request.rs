@@ -6,6 +6,7 @@
 //! attribute that fails to parse is a [`DecodeError::InvalidValue`] so a broken client is
 //! noticed rather than silently treated as zero.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::DecodeError;
@@ -135,41 +136,41 @@ fn parse_opt<T: std::str::FromStr>(name: &str, value: &str) -> Result<Option<T>,
 impl PolicyRequest {
     /// Sets one attribute from its wire name and value. Later duplicates overwrite earlier
     /// ones, as in Postfix's own attribute reader.
-    pub(crate) fn set(&mut self, name: &str, value: &str) -> Result<(), DecodeError> {
-        let v = value.to_owned();
+    pub(crate) fn set(&mut self, name: &str, v: Cow<'_, str>) -> Result<(), DecodeError> {
+        let value: &str = &v;
         match name {
-            "request" => self.request = v,
+            "request" => self.request = v.into_owned(),
             "protocol_state" => self.protocol_state = ProtocolState::parse(value),
-            "protocol_name" => self.protocol_name = v,
+            "protocol_name" => self.protocol_name = v.into_owned(),
             "client_address" => self.client_address = parse_opt(name, value)?,
-            "client_name" => self.client_name = v,
+            "client_name" => self.client_name = v.into_owned(),
             "client_port" => self.client_port = parse_opt(name, value)?,
-            "reverse_client_name" => self.reverse_client_name = v,
+            "reverse_client_name" => self.reverse_client_name = v.into_owned(),
             "server_address" => self.server_address = parse_opt(name, value)?,
             "server_port" => self.server_port = parse_opt(name, value)?,
-            "helo_name" => self.helo_name = v,
-            "sender" => self.sender = v,
-            "recipient" => self.recipient = v,
+            "helo_name" => self.helo_name = v.into_owned(),
+            "sender" => self.sender = v.into_owned(),
+            "recipient" => self.recipient = v.into_owned(),
             "recipient_count" => self.recipient_count = parse_num(name, value)?,
-            "queue_id" => self.queue_id = v,
-            "instance" => self.instance = v,
+            "queue_id" => self.queue_id = v.into_owned(),
+            "instance" => self.instance = v.into_owned(),
             "size" => self.size = parse_num(name, value)?,
-            "etrn_domain" => self.etrn_domain = v,
-            "stress" => self.stress = v,
-            "sasl_method" => self.sasl_method = v,
-            "sasl_username" => self.sasl_username = v,
-            "sasl_sender" => self.sasl_sender = v,
-            "ccert_subject" => self.ccert_subject = v,
-            "ccert_issuer" => self.ccert_issuer = v,
-            "ccert_fingerprint" => self.ccert_fingerprint = v,
-            "ccert_pubkey_fingerprint" => self.ccert_pubkey_fingerprint = v,
-            "encryption_protocol" => self.encryption_protocol = v,
-            "encryption_cipher" => self.encryption_cipher = v,
+            "etrn_domain" => self.etrn_domain = v.into_owned(),
+            "stress" => self.stress = v.into_owned(),
+            "sasl_method" => self.sasl_method = v.into_owned(),
+            "sasl_username" => self.sasl_username = v.into_owned(),
+            "sasl_sender" => self.sasl_sender = v.into_owned(),
+            "ccert_subject" => self.ccert_subject = v.into_owned(),
+            "ccert_issuer" => self.ccert_issuer = v.into_owned(),
+            "ccert_fingerprint" => self.ccert_fingerprint = v.into_owned(),
+            "ccert_pubkey_fingerprint" => self.ccert_pubkey_fingerprint = v.into_owned(),
+            "encryption_protocol" => self.encryption_protocol = v.into_owned(),
+            "encryption_cipher" => self.encryption_cipher = v.into_owned(),
             "encryption_keysize" => self.encryption_keysize = parse_num(name, value)?,
-            "policy_context" => self.policy_context = v,
-            "compatibility_level" => self.compatibility_level = Some(v),
-            "mail_version" => self.mail_version = Some(v),
-            _ => self.unknown.push((name.to_owned(), v)),
+            "policy_context" => self.policy_context = v.into_owned(),
+            "compatibility_level" => self.compatibility_level = Some(v.into_owned()),
+            "mail_version" => self.mail_version = Some(v.into_owned()),
+            _ => self.unknown.push((name.to_owned(), v.into_owned())),
         }
         Ok(())
     }
