@@ -68,8 +68,8 @@ pub(super) fn check(pf: &PostfixConfig, out: &mut Vec<Finding>) {
                 || pf.int(s, "smtpd_client_recipient_rate_limit").unwrap_or(0) > 0;
             let (sev, note) = if rspamd_milter(pf, &svc) {
                 (
-                    Severity::Info,
-                    " An rspamd milter is configured: verify that its ratelimit module limits authenticated users.",
+                    Severity::Medium,
+                    " An rspamd milter is configured: verify that its ratelimit module limits authenticated users (seed 003 ran rspamd and was still abused).",
                 )
             } else if per_ip {
                 (
