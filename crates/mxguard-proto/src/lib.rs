@@ -1,5 +1,5 @@
 //! Wire formats of mxguard, with no I/O: the Postfix policy delegation protocol
-//! (SMTPD_POLICY_README) and Dovecot's auth-policy JSON ([`dovecot`]). Fuzzed; used by the binary's
+//! (SMTPD_POLICY_README) and Dovecot's auth-policy JSON ([`dovecot`]). Property-tested (proptest); used by the binary's
 //! inputs (`mxguard::input::postfix_policy`).
 //!
 //! This crate knows bytes and attribute names only. It does not decide anything (that is

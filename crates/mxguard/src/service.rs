@@ -354,6 +354,7 @@ async fn expire_job(
 /// `mxguard serve`: start, then handle signals until SIGTERM/SIGINT.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    raise_fd_limit();
     let daemon = Daemon::start(cfg, StartOptions::default()).await?;
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -374,4 +375,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     signals.abort();
     tracing::info!("stopped");
     r
+}
+
+/// Raises the soft open-files limit to the hard one: each policy connection is a descriptor,
+/// and the usual soft default (1024) is about `max_connections`' default, while the hard
+/// limit (systemd: 524288) is far above it.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let from = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => tracing::debug!(?from, to = ?lim.current, "raised RLIMIT_NOFILE"),
+            Err(e) => tracing::debug!(error = %e, "cannot raise RLIMIT_NOFILE"),
+        }
+    }
 }
