@@ -144,7 +144,12 @@ pub(super) fn check(dc: &DovecotConfig, out: &mut Vec<Finding>) {
                 Some(a) => wildcard(a),
                 None => !loopback_only(dc),
             };
-            if INTERNAL.contains(&name.as_str()) && exposed {
+            // A listener without a port (or port 0) opens no socket: the stock
+            // 10-director.conf has `service director { inet_listener { #port = } }`.
+            let listening = l
+                .get("port")
+                .is_some_and(|p| p.value.trim().parse::<u16>().is_ok_and(|n| n > 0));
+            if INTERNAL.contains(&name.as_str()) && exposed && listening {
                 out.push(finding("DV-INTERNAL-LISTENER-EXPOSED", dc.section_location(&format!("{path} / {}", l.label()), l), "address", addr.clone().unwrap_or_else(|| format!("(inherits listen = {listen})")), format!("the internal '{name}' service has a TCP listener on all interfaces (port {})", l.get("port").map(|p| p.value.as_str()).unwrap_or("?"))).snip("dovecot.conf", format!("service {name} {{\n  inet_listener {} {{\n    address = 127.0.0.1\n  }}\n}}", l.name.clone().unwrap_or_default())));
             }
         }
