@@ -316,17 +316,21 @@ fn rss_one_million() {
     let loaded = rss_kib();
     drop(s);
     let reopened_before = rss_kib();
+    #[allow(clippy::disallowed_methods)] // measuring elapsed wall time for the report
+    let started = std::time::Instant::now();
     let s = open(dir.path(), &clock);
+    let load_ms = started.elapsed().as_millis();
     let reopened = rss_kib();
     let file = std::fs::metadata(dir.path().join(super::embedded::FILE_NAME))
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "1M triplets: RSS {} MiB after inserts (+{} MiB), {} MiB after reopen (+{} MiB); file {} MiB; counts {:?}",
+        "1M triplets: RSS {} MiB after inserts (+{} MiB), {} MiB after reopen (+{} MiB, loaded in {} ms); file {} MiB; counts {:?}",
         loaded / 1024,
         loaded.saturating_sub(before) / 1024,
         reopened / 1024,
         reopened.saturating_sub(reopened_before) / 1024,
+        load_ms,
         file >> 20,
         block_on(s.counts()).expect("counts")
     );
