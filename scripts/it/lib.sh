@@ -65,12 +65,13 @@ it_init() {
 }
 
 # One base port for the whole suite; every port is base + offset (0..99). The base is drawn at
-# random and kept only when none of its 100 ports is listening already.
+# random below the kernel's ephemeral range (32768+, where thousands of client sockets of other
+# tests may sit) and kept only when none of its 100 ports is bound by any TCP socket.
 it_pick_ports() {
   local used try base
-  used=" $(ss -Htln 2>/dev/null | awk '{n=split($4,a,":"); print a[n]}' | tr '\n' ' ') "
+  used=" $(ss -Htan 2>/dev/null | awk '{n=split($4,a,":"); print a[n]}' | sort -u | tr '\n' ' ') "
   for try in $(seq 1 50); do
-    base=${IT_BASE_PORT:-$((20000 + (RANDOM % 380) * 100))}
+    base=${IT_BASE_PORT:-$((20000 + (RANDOM % 120) * 100))}
     local p ok=1
     for p in $(seq "$base" $((base + 99))); do
       case $used in *" $p "*) ok=0; break ;; esac

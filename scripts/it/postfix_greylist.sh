@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# End-to-end: a real Postfix 3.7 (throw-away instance, scripts/it/lib.sh) consults mxguard as
+# its check_policy_service; swaks sends mail and the checks assert what an SMTP client and the
+# mailbox see when mxguard greylists with postgrey 1.37's semantics:
+#   * a new triplet is deferred at RCPT: "450 4.2.0 <rcpt>: Recipient address rejected:
+#     Greylisted, see http://postgrey.schweikert.ch/help/<domain>.html" (postgrey's text and its
+#     4.2.0 DSN, used because Postfix sends etrn_domain);
+#   * a retry before the delay is deferred again, a retry after it is accepted and the delivered
+#     message carries exactly one X-Greylist header (one per message, also with 2 recipients);
+#   * the next message of a passed triplet is accepted at once without a header;
+#   * clients / recipients in postgrey-format whitelist files pass at once;
+#   * the control socket lists the triplet (`mxguard greylist list`);
+#   * state survives kill -9 (after the store's 1 s write-behind interval);
+#   * with mxguard stopped, `check_policy_service { inet:..., default_action=DUNNO }` still
+#     accepts mail (fail-open) while the plain form answers 451 4.3.5.
+# The greylist delay is 3 s so the suite stays short; every wait is a bounded poll or a wait
+# for "delay + margin since the first attempt ended", never an open-ended sleep.
+#
+# Needs root, postfix, swaks, python3 (scripts/install-deps.sh) and $MXGUARD_BIN.
+# KEEP=1 keeps the temp dir (configs, maillog, mxguard logs, swaks transcripts).
+
+# shellcheck source=scripts/it/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+IT_NAME=postfix_greylist
+: "${MXGUARD_BIN:=$(cd "$(dirname "$0")/../.." && pwd)/target/release/mxguard}"
+it_init
+
+DELAY=3                      # seconds; [greylist] delay
+MARGIN=1.2                   # whole-second rounding in the store plus scheduling slack
+AFTER=$(awk -v d=$DELAY -v m=$MARGIN 'BEGIN { print d + m }')   # when a retry must pass
+SMTP=$(it_port 25)           # smtpd -> check_policy_service inet:  (fail-closed, Postfix default)
+SMTP_OPEN=$(it_port 26)      # smtpd -> check_policy_service { inet:..., default_action=DUNNO }
+MXPORT=$(it_port 40)         # mxguard policy listener
+STATE=$IT_DIR/state
+CONF=$IT_DIR/mxguard.toml
+
+# ------------------------------------------------------------------ config files
+# postgrey's whitelist formats, as in Debian's /etc/postgrey/whitelist_*:
+# a hostname suffix, an IP address; `user@` for recipients.
+cat >"$IT_DIR/whitelist_clients" <<'EOF'
+# test whitelist (postgrey format)
+trusted-sender.test
+192.0.2.77
+EOF
+cat >"$IT_DIR/whitelist_recipients" <<'EOF'
+# test recipient whitelist (postgrey format)
+postmaster@
+EOF
+cat >"$CONF" <<EOF
+[policy]
+listen = ["inet:127.0.0.1:$MXPORT"]
+default_action = "DUNNO"
+
+[store]
+type = "embedded"
+path = "$STATE"
+
+[greylist]
+enabled = true
+delay = "${DELAY}s"
+retry_window = "1h"
+max_age = "1d"
+hostname = "mx.example.test"
+whitelist_clients = ["$IT_DIR/whitelist_clients"]
+whitelist_recipients = ["$IT_DIR/whitelist_recipients"]
+
+[control]
+socket = "$IT_DIR/control.sock"
+
+[log]
+level = "info"
+EOF
+
+# ------------------------------------------------------------------ start everything
+check_config_ok() {
+  local out
+  out=$("$MXGUARD_BIN" check-config --config "$CONF" 2>&1) && return 0
+  CHECK_DETAIL="exit $?: $(echo "$out" | head -n 5 | tr '\n' '|')"
+  return 1
+}
+check "check-config accepts the suite's config" check_config_ok
+check "mxguard serve listens on inet:127.0.0.1:$MXPORT" mx_start "$CONF" "$MXPORT"
+
+PF_MAIN_EXTRA="mxit_failopen = reject_unauth_destination, check_policy_service { inet:127.0.0.1:$MXPORT, default_action=DUNNO }"
+PF_MASTER_EXTRA="127.0.0.1:$SMTP_OPEN inet n - n - - smtpd
+  -o syslog_name=postfix/failopen
+  -o smtpd_recipient_restrictions=\$mxit_failopen"
+pf_setup "$SMTP" "reject_unauth_destination, check_policy_service inet:127.0.0.1:$MXPORT"
+pf_start
+it_wait_port "$SMTP_OPEN" 15 || die "postfix fail-open smtpd not listening on $SMTP_OPEN"
+info "postfix $(postconf -d -h mail_version) on 127.0.0.1:$SMTP (+ fail-open $SMTP_OPEN), mxguard pid $MX_PID"
+
+# Each scenario presents its own client (XCLIENT) so the triplets, and the per-client
+# auto-whitelist, never overlap.
+GREY_RE='^<\*\* 450 4\.2\.0 <%s>: Recipient address rejected: Greylisted, see http://postgrey\.schweikert\.ch/help/example\.test\.html'
+greylisted() { # greylisted NAME RCPT
+  # shellcheck disable=SC2059
+  sent_reply "$1" "$(printf "$GREY_RE" "${2//./\\.}")"
+}
+xc() { echo "--xclient-addr $1 --xclient-name $2"; }
+
+# it_wait_until START SECONDS: sleep until START + SECONDS (bounded by SECONDS).
+it_wait_until() {
+  local left
+  left=$(awk -v s="$1" -v d="$2" -v n="$(it_now)" 'BEGIN { l = s + d - n; if (l < 0) l = 0; printf "%.2f", l }')
+  sleep "$left"
+}
+
+header_is() { # header_is NAME COUNT: every delivered copy of NAME has COUNT X-Greylist headers
+  local f n ok=0
+  for f in $(delivered_files "$1"); do
+    n=$(header_count "$f" X-Greylist)
+    if [ "$n" != "$2" ]; then CHECK_DETAIL="$f has $n X-Greylist headers, want $2"; return 1; fi
+    ok=1
+  done
+  [ $ok = 1 ] || { CHECK_DETAIL="no delivered copy of $1"; return 1; }
+}
+header_text_ok() { # header_text_ok NAME: X-Greylist says delayed N >= DELAY seconds by mxguard
+  local f line n
+  f=$(delivered_file "$1")
+  line=$(grep -m1 -i '^X-Greylist:' "$f")
+  n=$(echo "$line" | sed -nE 's/^X-Greylist: delayed ([0-9]+) seconds by mxguard at mx\.example\.test; .+/\1/p')
+  if [ -n "$n" ] && [ "$n" -ge "$DELAY" ]; then return 0; fi
+  CHECK_DETAIL="header was: $line"
+  return 1
+}
+
+# ------------------------------------------------------------------ greylisting lifecycle
+A_IP=198.51.100.10; A_FROM=alice@sender-a.test; A_TO=user1@example.test
+send a1 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
+A_END=$(it_now)
+check "first attempt: 450 4.2.0 Greylisted" greylisted a1 "$A_TO"
+check "first attempt: swaks sees a temporary failure (rc 24)" [ "$SEND_RC" = 24 ]
+
+send a2 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
+if it_elapsed_ge "$A_END" "$DELAY"; then
+  fail "retry before the delay: still 450" "box too slow: the early retry came after the delay"
+else
+  check "retry before the delay: still 450" greylisted a2 "$A_TO"
+fi
+
+# A message to two recipients: both triplets are greylisted; after the delay the message goes
+# through once and carries one X-Greylist header (postgrey tracks the Postfix `instance`).
+B_IP=198.51.100.20; B_FROM=bob@sender-b.test; B_TO1=u2a@example.test; B_TO2=u2b@example.test
+send b1 "$SMTP" "$B_FROM" "$B_TO1,$B_TO2" $(xc $B_IP mx.sender-b.test)
+B_END=$(it_now)
+check "two recipients, first attempt: both 450" \
+  eval 'greylisted b1 "$B_TO1" && greylisted b1 "$B_TO2"'
+
+it_wait_until "$A_END" "$AFTER"
+send a3 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
+check "retry after the delay: 250 queued" sent_queued a3
+check "retry after the delay: message delivered to the Maildir" wait_delivered a3
+check "delivered message has exactly one X-Greylist header" header_is a3 1
+check "X-Greylist says 'delayed N seconds by mxguard at <hostname>; <date>' with N >= delay" header_text_ok a3
+
+send a4 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
+check "second message of a passed triplet: 250 at once" sent_queued a4
+check "second message: delivered without X-Greylist header" eval 'wait_delivered a4 && header_is a4 0'
+
+it_wait_until "$B_END" "$AFTER"
+send b2 "$SMTP" "$B_FROM" "$B_TO1,$B_TO2" $(xc $B_IP mx.sender-b.test)
+check "two recipients after the delay: 250 queued" sent_queued b2
+check "two recipients: both copies carry exactly one X-Greylist header" \
+  eval 'wait_delivered b2 2 && header_is b2 1'
+
+# ------------------------------------------------------------------ whitelists
+send wl1 "$SMTP" carol@new-sender.test user3@example.test $(xc 203.0.113.45 mail.trusted-sender.test)
+check "whitelist_clients hostname suffix: 250 at once" sent_queued wl1
+check "whitelisted client: no X-Greylist header" eval 'wait_delivered wl1 && header_is wl1 0'
+send wl2 "$SMTP" dave@new-sender.test user4@example.test $(xc 192.0.2.77 unknown)
+check "whitelist_clients IP address: 250 at once" sent_queued wl2
+send wl3 "$SMTP" erin@new-sender.test postmaster@example.test $(xc 203.0.113.99 mx.nobody.test)
+check "whitelist_recipients 'postmaster@': 250 at once" sent_queued wl3
+send wl4 "$SMTP" erin@new-sender.test user5@example.test $(xc 203.0.113.99 mx.nobody.test)
+check "same client, other recipient: greylisted (whitelist is per recipient)" greylisted wl4 user5@example.test
+
+# ------------------------------------------------------------------ control socket
+list_has_a() {
+  local out
+  out=$("$MXGUARD_BIN" greylist list --config "$CONF" 2>&1) \
+    || { CHECK_DETAIL="exit $?: $(echo "$out" | head -n 3 | tr '\n' '|')"; return 1; }
+  echo "$out" | grep -qF "198.51.100.0/$A_FROM/$A_TO" && return 0
+  CHECK_DETAIL="triplet 198.51.100.0/$A_FROM/$A_TO not in: $(echo "$out" | head -n 5 | tr '\n' '|')"
+  return 1
+}
+check "mxguard greylist list shows the triplet (NETWORK/SENDER/RECIPIENT)" list_has_a
+
+# ------------------------------------------------------------------ kill -9 and restart
+C_IP=198.51.100.30; C_FROM=frank@sender-c.test; C_TO=user6@example.test
+send c1 "$SMTP" "$C_FROM" "$C_TO" $(xc $C_IP mx.sender-c.test)
+C_END=$(it_now)
+check "restart scenario, first attempt: 450" greylisted c1 "$C_TO"
+it_wait_until "$C_END" 1.6          # past the embedded store's 1 s write-behind interval
+OLD_PID=$MX_PID
+mx_kill9
+check "kill -9: daemon gone" eval '! kill -0 "$OLD_PID" 2>/dev/null'
+check "restart after kill -9 on the same state dir" mx_start "$CONF" "$MXPORT"
+it_wait_until "$C_END" "$AFTER"
+send c2 "$SMTP" "$C_FROM" "$C_TO" $(xc $C_IP mx.sender-c.test)
+check "after kill -9 + restart the triplet is still known: retry after the delay is 250" sent_queued c2
+check "after restart: one X-Greylist header counting the delay from the first attempt" \
+  eval 'wait_delivered c2 && header_is c2 1 && header_text_ok c2'
+send a5 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
+check "after restart: an earlier passed triplet still passes at once" sent_queued a5
+
+# ------------------------------------------------------------------ fail-open
+stop_ok() {
+  local pid=$MX_PID
+  mx_stop || { CHECK_DETAIL="mxguard $pid did not exit within 5 s of SIGTERM"; return 1; }
+  it_wait_port_closed "$MXPORT" 5 || { CHECK_DETAIL="port $MXPORT still accepts"; return 1; }
+}
+check "SIGTERM stops mxguard within 5 s" stop_ok
+send fo1 "$SMTP_OPEN" grace@sender-d.test user7@example.test $(xc 198.51.100.40 mx.sender-d.test)
+check "mxguard down + default_action=DUNNO: mail accepted (fail-open)" sent_queued fo1
+send fo2 "$SMTP" grace@sender-d.test user7@example.test $(xc 198.51.100.40 mx.sender-d.test)
+check "mxguard down, plain check_policy_service: 451 4.3.5 (Postfix fails closed)" \
+  sent_reply fo2 '^<\*\* 451 4\.3\.5 .*Server configuration problem'
+
+it_finish
