@@ -173,8 +173,12 @@ impl DovecotConfig {
     /// The value as shown in findings.
     pub fn shown(&self, key: &str) -> String {
         match self.setting(key) {
+            Some(s) if s.value.is_empty() => "(empty)".to_string(),
             Some(s) => s.value.clone(),
-            None => format!("(default) {}", default_value(key).unwrap_or("")),
+            None => match default_value(key).unwrap_or("") {
+                "" => "(default: empty)".to_string(),
+                d => format!("(default) {d}"),
+            },
         }
     }
 

@@ -469,7 +469,9 @@ impl PostfixConfig {
     /// The value as shown in findings: the text, or `(default) text` when unset.
     pub fn shown(&self, svc: Option<&Service>, name: &str) -> String {
         match self.raw(svc, name) {
+            Some((raw, Origin::Default)) if raw.is_empty() => "(default: empty)".to_string(),
             Some((raw, Origin::Default)) => format!("(default) {raw}"),
+            Some((raw, _)) if raw.is_empty() => "(empty)".to_string(),
             Some((raw, _)) => raw,
             None => "(default, computed by Postfix)".to_string(),
         }
