@@ -218,7 +218,6 @@ async fn five_thousand_simultaneous_connections() {
         .unwrap();
     assert!(open >= n, "open connections gauge {open} < {n}");
     drop(conns);
-    tokio::time::sleep(Duration::from_millis(10)).await;
     d.stop().await;
 }
 
@@ -247,5 +246,38 @@ async fn over_max_connections_is_closed_at_once_not_queued() {
         "{m}"
     );
     drop(held);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_a_request_in_progress() {
+    let d = start(CFG).await;
+    let mut busy = d.connect().await;
+    let mut idle = d.connect().await;
+    // Make sure both connections are being served before shutting down.
+    assert!(
+        busy.rcpt("192.0.2.1", "a@b.example", "u@example.test", "")
+            .await
+            .starts_with("DEFER_IF_PERMIT")
+    );
+    assert!(
+        idle.rcpt("192.0.2.1", "a@b.example", "u@example.test", "")
+            .await
+            .starts_with("DEFER_IF_PERMIT")
+    );
+    busy.send_raw(b"request=smtpd_access_policy\nclient_address=192.0.2.1\n")
+        .await;
+    d.daemon().shutdown();
+    // The idle connection is closed; the busy one still gets its answer, then is closed.
+    assert!(idle.closed().await);
+    busy.send_raw(b"sender=z@b.example\nrecipient=u@example.test\n\n")
+        .await;
+    let r = busy
+        .reply()
+        .await
+        .expect("request in progress must be answered");
+    assert!(r.starts_with("DEFER_IF_PERMIT"), "{r}");
+    assert!(busy.closed().await);
+    // New connections are refused once the listener is gone.
     d.stop().await;
 }

@@ -252,3 +252,28 @@ fn cli_usage_help_and_client_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/control.sock"));
 }
+
+#[test]
+fn listen_address_forms() {
+    let cfg = config::parse(
+        "t.toml",
+        "[policy]\nlisten = [\"inet:[::1]:10040\", \"inet:localhost:10041\", \"unix:/run/x/p.sock\"]\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.policy.listen,
+        vec![
+            ListenAddr::Inet("[::1]:10040".into()),
+            ListenAddr::Inet("localhost:10041".into()),
+            ListenAddr::Unix("/run/x/p.sock".into()),
+        ]
+    );
+    let errs = errors_of(
+        "[policy]\nlisten = [\"inet:::1:10040\", \"inet:host\", \"unix:\", \"inet:h:99999\"]\n",
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    let long = format!("[control]\nsocket = \"/{}\"\n", "x".repeat(120));
+    assert!(errors_of(&long)[0].contains("longer than 107 bytes"));
+    assert!(errors_of("[policy]\nlisten = []\n")[0].contains("at least one address"));
+}

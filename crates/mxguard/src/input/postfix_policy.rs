@@ -241,8 +241,19 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
             out.clear();
         }
-        if close || (stopping && !dec.is_mid_request()) {
+        if close {
             return Ok(());
+        }
+        if stopping && !dec.is_mid_request() {
+            // Shutting down between requests. Bytes that already arrived may start a request
+            // the client is waiting on: take them if a read is ready right now, else close.
+            match tokio::time::timeout(Duration::ZERO, stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    dec.feed(buf.get(..n).unwrap_or_default());
+                    continue;
+                }
+                _ => return Ok(()),
+            }
         }
         let read = tokio::select! {
             r = tokio::time::timeout(idle, stream.read(&mut buf)) => r,
