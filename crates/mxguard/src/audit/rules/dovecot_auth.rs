@@ -387,3 +387,37 @@ fn auth_cache(dc: &DovecotConfig, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(text: &str) -> Vec<&'static str> {
+        let dc = DovecotConfig::parse(text, "t", None).unwrap();
+        let mut out = Vec::new();
+        check(&dc, &mut out);
+        out.into_iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn dovecot_24_static_passdb_fields() {
+        let v24 = "dovecot_config_version = 2.4.0\npassdb static {\n  fields {\n    nopassword = yes\n  }\n}\n";
+        assert!(ids(v24).contains(&"DV-PASSDB-STATIC-NOPASSWORD"));
+        let proxied = "passdb static {\n  fields {\n    proxy = yes\n    host = 10.0.0.2\n    nopassword = yes\n  }\n}\n";
+        assert!(!ids(proxied).contains(&"DV-PASSDB-STATIC-NOPASSWORD"));
+        let allow = "passdb {\n  driver = static\n  args = nopassword=y allow_nets=10.0.0.0/8\n}\n";
+        assert!(!ids(allow).contains(&"DV-PASSDB-STATIC-NOPASSWORD"));
+        let any_driver = "passdb {\n  driver = sql\n  override_fields = nopassword\n}\n";
+        assert!(ids(any_driver).contains(&"DV-PASSDB-STATIC-NOPASSWORD"));
+    }
+
+    #[test]
+    fn dovecot_24_cleartext_name() {
+        assert!(ids("auth_allow_cleartext = yes\n").contains(&"DV-PLAINTEXT-AUTH-ALLOWED"));
+        assert!(!ids("auth_allow_cleartext = no\n").contains(&"DV-PLAINTEXT-AUTH-ALLOWED"));
+        assert!(
+            !ids("auth_allow_cleartext = yes\nlisten = 127.0.0.1, ::1\n")
+                .contains(&"DV-PLAINTEXT-AUTH-ALLOWED")
+        );
+    }
+}
