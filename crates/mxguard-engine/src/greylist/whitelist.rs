@@ -24,7 +24,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// A whitelist line that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,10 +37,53 @@ pub struct WhitelistError {
     pub message: String,
 }
 
+/// Case-insensitive regexes matched as one [`RegexSet`] (one pass over the client name
+/// whatever the number of entries; Debian's file has about 50).
+#[derive(Debug, Clone, Default)]
+struct Patterns {
+    sources: Vec<String>,
+    set: Option<RegexSet>,
+}
+
+impl Patterns {
+    fn push(&mut self, re: &Regex) {
+        self.sources.push(re.as_str().to_owned());
+    }
+
+    fn extend(&mut self, other: Patterns) {
+        self.sources.extend(other.sources);
+    }
+
+    /// Compiles the set; every pattern compiled alone already, so this fails only on size
+    /// limits, in which case the patterns are matched one by one.
+    fn build(&mut self) {
+        self.set = RegexSetBuilder::new(&self.sources)
+            .case_insensitive(true)
+            .build()
+            .ok();
+    }
+
+    fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        match &self.set {
+            Some(set) => set.is_match(text),
+            None => self.sources.iter().any(|p| {
+                RegexBuilder::new(p)
+                    .case_insensitive(true)
+                    .build()
+                    .is_ok_and(|r| r.is_match(text))
+            }),
+        }
+    }
+}
+
 /// Parsed `whitelist_clients` entries (see module docs).
 #[derive(Debug, Clone, Default)]
 pub struct ClientWhitelist {
-    regexes: Vec<Regex>,
+    regexes: Patterns,
     /// Lowercased host name suffixes.
     suffixes: Vec<String>,
     nets: Vec<IpNet>,
@@ -49,7 +92,7 @@ pub struct ClientWhitelist {
 /// Parsed `whitelist_recipients` entries (see module docs).
 #[derive(Debug, Clone, Default)]
 pub struct RecipientWhitelist {
-    regexes: Vec<Regex>,
+    regexes: Patterns,
     /// `user@domain`, lowercased.
     addresses: Vec<(String, String)>,
     /// `user@`, lowercased user.
@@ -154,7 +197,7 @@ impl ClientWhitelist {
         let mut wl = ClientWhitelist::default();
         for (line, entry) in entries(text) {
             if let Some(re) = parse_regex(source, line, entry) {
-                wl.regexes.push(re?);
+                wl.regexes.push(&re?);
             } else if let Some(net) = parse_client_net(source, line, entry) {
                 wl.nets.push(net?);
             } else if entry.contains(char::is_whitespace) || entry.contains('/') {
@@ -167,12 +210,14 @@ impl ClientWhitelist {
                 wl.suffixes.push(entry.to_ascii_lowercase());
             }
         }
+        wl.regexes.build();
         Ok(wl)
     }
 
     /// Adds the entries of `other` (several files combine, as repeated postgrey options do).
     pub fn merge(&mut self, other: ClientWhitelist) {
         self.regexes.extend(other.regexes);
+        self.regexes.build();
         self.suffixes.extend(other.suffixes);
         self.nets.extend(other.nets);
     }
@@ -203,7 +248,7 @@ impl ClientWhitelist {
                 return true;
             }
         }
-        if self.regexes.iter().any(|r| r.is_match(name)) {
+        if self.regexes.is_match(name) {
             return true;
         }
         let ip = canonical_ip(client_ip);
@@ -225,7 +270,7 @@ impl RecipientWhitelist {
         let mut wl = RecipientWhitelist::default();
         for (line, entry) in entries(text) {
             if let Some(re) = parse_regex(source, line, entry) {
-                wl.regexes.push(re?);
+                wl.regexes.push(&re?);
                 continue;
             }
             if entry.contains(char::is_whitespace) {
@@ -242,12 +287,14 @@ impl RecipientWhitelist {
                 None => wl.domains.push(lower),
             }
         }
+        wl.regexes.build();
         Ok(wl)
     }
 
     /// Adds the entries of `other`.
     pub fn merge(&mut self, other: RecipientWhitelist) {
         self.regexes.extend(other.regexes);
+        self.regexes.build();
         self.addresses.extend(other.addresses);
         self.users.extend(other.users);
         self.domains.extend(other.domains);
@@ -265,7 +312,7 @@ impl RecipientWhitelist {
 
     /// Whether a recipient address is whitelisted.
     pub fn matches(&self, recipient: &str) -> bool {
-        if self.regexes.iter().any(|r| r.is_match(recipient)) {
+        if self.regexes.is_match(recipient) {
             return true;
         }
         let lower = recipient.to_ascii_lowercase();
