@@ -9,6 +9,7 @@
 //! file, [`load`] validates an empty document: every key has a documented default
 //! (docs/configuration.md).
 
+mod defaults;
 mod duration;
 pub mod raw;
 mod validate;
@@ -23,6 +24,7 @@ use mxguard_engine::lists::StaticLists;
 use mxguard_engine::policy::PolicySettings;
 use mxguard_proto::{Limits, ReplyAction};
 
+pub use defaults::{default_control_socket, default_state_dir};
 pub use duration::parse_duration;
 
 /// Where `mxguard` looks when `--config` is not given and this file exists.
