@@ -225,6 +225,7 @@ def main():
     args = ap.parse_args()
     args.conc = [int(c) for c in args.conc.split(",")]
 
+    load_before = open("/proc/loadavg").read().split()[:3]
     tmp = tempfile.mkdtemp(prefix="mxbench.")
     os.chmod(tmp, 0o755)
     servers, rows, fill = [], [], None
@@ -290,6 +291,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "fill": fill}, f, indent=1)
+    args.loadavg = (load_before, open("/proc/loadavg").read().split()[:3])
     print(table(rows, fill, args))
 
 
@@ -322,7 +324,9 @@ def table(rows, fill, args):
                    f"state directory {fill['state_mib']:.0f} MiB.")
     out.append("")
     out.append(f"Rows: --requests {args.requests} --duration-s {args.duration_s:g} "
-               f"(whichever first), repeat pool {args.pool} triplets, greylist delay 1 s.")
+               f"(whichever first), repeat pool {args.pool} triplets, greylist delay 1 s; "
+               f"load average before {' '.join(args.loadavg[0])}, after {' '.join(args.loadavg[1])} "
+               f"({os.cpu_count()} cores).")
     return "\n".join(out)
 
 
