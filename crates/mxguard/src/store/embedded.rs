@@ -110,10 +110,16 @@ fn random_seed() -> [u64; 2] {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store at `path`: a file, or a directory (created if missing)
-    /// holding [`FILE_NAME`]. Loads everything into memory and starts the flusher thread.
+    /// Opens (or creates) the store at `path`: a directory (created if missing) holding
+    /// [`FILE_NAME`], or, if `path` is an existing file or ends in `.redb`/`.db`, that file. Loads everything into memory and starts the flusher thread.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<EmbeddedStore, StoreError> {
-        let file = if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        // A directory (existing, or a new path without a `.redb`/`.db` extension) holds
+        // FILE_NAME; anything else is the database file itself.
+        let is_file_name = path.is_file()
+            || path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("redb") || e.eq_ignore_ascii_case("db"));
+        let file = if !is_file_name {
             std::fs::create_dir_all(path).map_err(io("creating the store directory"))?;
             path.join(FILE_NAME)
         } else {
@@ -305,8 +311,11 @@ fn load(inner: &Inner) -> Result<(), StoreError> {
 /// Writes all pending changes in one transaction; on failure they are requeued.
 fn flush_batch(inner: &Inner) -> Result<usize, StoreError> {
     let _guard = lock(&inner.flush_lock);
-    let triplets = inner.triplets.take_pending();
+    let mut triplets = inner.triplets.take_pending();
     let clients = inner.clients.take_pending();
+    // Keys are random hashes: writing them in key order walks the B-tree's pages in order
+    // instead of jumping between them at random.
+    triplets.sort_unstable_by_key(|(k, _)| KeyHash::from(*k));
     if triplets.is_empty() && clients.is_empty() {
         return Ok(0);
     }

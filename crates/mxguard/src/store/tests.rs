@@ -265,9 +265,25 @@ fn admin_operations() {
 }
 
 #[test]
+fn directory_or_file_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::new(UnixTime(T0));
+    let s = open(&dir.path().join("new/state"), &clock);
+    assert_eq!(
+        s.path(),
+        dir.path()
+            .join("new/state")
+            .join(super::embedded::FILE_NAME)
+    );
+    drop(s);
+    let s = open(&dir.path().join("x/greylist.redb"), &clock);
+    assert_eq!(s.path(), dir.path().join("x/greylist.redb"));
+}
+
+#[test]
 fn bad_path_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("not-a-db");
+    let file = dir.path().join("not-a-db.redb");
     std::fs::write(
         &file,
         b"this is not a redb file, just some text that is long enough",
