@@ -626,7 +626,7 @@ pub static RULES: &[RuleInfo] = &[
     r(
         "DV-INTERNAL-LISTENER-EXPOSED",
         M,
-        "Internal Dovecot service listens on all interfaces",
+        "Internal Dovecot service reachable from the network",
         "auth (SASL oracle for brute force), doveadm (full mailbox access), quota-status (user enumeration), lmtp (delivery that bypasses Postfix filters) are internal protocols; an inet_listener without address inherits listen = *.",
         "address = 127.0.0.1 in that inet_listener (or the private interface), and firewall the port",
     ),

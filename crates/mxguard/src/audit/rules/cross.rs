@@ -156,7 +156,7 @@ pub(super) fn check(inputs: &Inputs, out: &mut Vec<Finding>) {
                             "F2B-IGNOREIP-WIDE",
                             Location {
                                 file: file.clone(),
-                                service: Some(format!("[{jail}]")),
+                                service: Some(format!("jail {jail}")),
                                 line: Some(*line),
                             },
                             "ignoreip",

@@ -150,7 +150,7 @@ pub(super) fn check(dc: &DovecotConfig, out: &mut Vec<Finding>) {
                 .get("port")
                 .is_some_and(|p| p.value.trim().parse::<u16>().is_ok_and(|n| n > 0));
             if INTERNAL.contains(&name.as_str()) && exposed && listening {
-                out.push(finding("DV-INTERNAL-LISTENER-EXPOSED", dc.section_location(&format!("{path} / {}", l.label()), l), "address", addr.clone().unwrap_or_else(|| format!("(inherits listen = {listen})")), format!("the internal '{name}' service has a TCP listener on all interfaces (port {})", l.get("port").map(|p| p.value.as_str()).unwrap_or("?"))).snip("dovecot.conf", format!("service {name} {{\n  inet_listener {} {{\n    address = 127.0.0.1\n  }}\n}}", l.name.clone().unwrap_or_default())));
+                out.push(finding("DV-INTERNAL-LISTENER-EXPOSED", dc.section_location(&format!("{path} / {}", l.label()), l), "address", addr.clone().unwrap_or_else(|| format!("(inherits listen = {listen})")), format!("the internal '{name}' service has a TCP listener (port {}) on non-loopback addresses", l.get("port").map(|p| p.value.as_str()).unwrap_or("?"))).snip("dovecot.conf", format!("service {name} {{\n  inet_listener {} {{\n    address = 127.0.0.1\n  }}\n}}", l.name.clone().unwrap_or_default())));
             }
         }
         for l in svc.children.iter().filter(|c| c.kind == "unix_listener") {
