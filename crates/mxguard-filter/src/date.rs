@@ -76,6 +76,8 @@ struct Template {
     boundaries: bool,
     /// Index of the `date` group and of each field group, resolved once.
     g: GroupIdx,
+    /// `{^LN-BEG}` syslog template: try the hand-written parser first.
+    fast_syslog: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -120,6 +122,8 @@ pub struct DateDetector {
     none: bool,
     /// Template that matched last (tried first; fail2ban reorders by hits too).
     last: usize,
+    /// Fast syslog path: (now, month, day, hour, minute) → time of that minute.
+    minute_cache: Option<(i64, [u8; 4], Option<i64>)>,
 }
 
 impl DateDetector {
@@ -186,6 +190,7 @@ impl DateDetector {
             tz,
             none,
             last: 0,
+            minute_cache: None,
         })
     }
 
@@ -204,6 +209,12 @@ impl DateDetector {
         if self.templates.is_empty() {
             return None;
         }
+        // Hand-written parser for the plain syslog stamp, the format of nearly every mail log.
+        if self.templates.get(self.last).is_some_and(|t| t.fast_syslog)
+            && let Some(m) = self.fast_syslog(line, now)
+        {
+            return Some(m);
+        }
         // The last winner first: logs use one format, and templates rarely overlap.
         if let Some(m) = self.try_template(self.last, line, now) {
             return Some(m);
@@ -220,6 +231,64 @@ impl DateDetector {
             }
         }
         None
+    }
+
+    /// `Mmm dd HH:MM:SS` at offset 0 followed by a non-word character (not `.` fraction, not a
+    /// year): exactly what the regex template accepts for these forms; anything else returns
+    /// `None` and goes through the regex.
+    fn fast_syslog(&mut self, line: &str, now: i64) -> Option<DateMatch> {
+        let b = line.as_bytes();
+        let month = month_number(line.get(..3)?)?;
+        if b.get(3) != Some(&b' ') {
+            return None;
+        }
+        let d2 = |i: usize| -> Option<i64> {
+            let (x, y) = (*b.get(i)?, *b.get(i + 1)?);
+            (x.is_ascii_digit() && y.is_ascii_digit())
+                .then(|| i64::from((x - b'0') * 10 + (y - b'0')))
+        };
+        // day: " 7", "07", "17" (then a space), or "7 "
+        let (day, mut i) = match (b.get(4)?, b.get(5)?) {
+            (b' ', c) if (b'1'..=b'9').contains(c) => (i64::from(c - b'0'), 6),
+            (c, b' ') if (b'1'..=b'9').contains(c) => (i64::from(c - b'0'), 5),
+            _ => (d2(4)?, 6),
+        };
+        if !(1..=31).contains(&day) || b.get(i) != Some(&b' ') {
+            return None;
+        }
+        i += 1;
+        let hour = d2(i)?;
+        let minute = d2(i + 3)?;
+        let second = d2(i + 6)?;
+        if b.get(i + 2) != Some(&b':') || b.get(i + 5) != Some(&b':') {
+            return None;
+        }
+        if hour > 23 || minute > 59 || second > 61 {
+            return None;
+        }
+        let end = i + 8;
+        match b.get(end) {
+            None => {}
+            Some(b'.') => return None,
+            Some(b' ') if b.get(end + 1) == Some(&b'2') => return None,
+            Some(c) if c.is_ascii_alphanumeric() || *c == b'_' || *c >= 0x80 => return None,
+            Some(_) => {}
+        }
+        let key = [month as u8, day as u8, hour as u8, minute as u8];
+        let base = match self.minute_cache {
+            Some((n, k, t)) if n == now && k == key => t,
+            _ => {
+                let t = self.civil_time(None, Some((month, day)), (hour, minute, 0), None, now);
+                self.minute_cache = Some((now, key, t));
+                t
+            }
+        };
+        Some(DateMatch {
+            start: 0,
+            end,
+            time: base.map(|t| t + second.min(59)),
+            template: self.last,
+        })
     }
 
     fn try_template(&self, i: usize, line: &str, now: i64) -> Option<DateMatch> {
@@ -281,10 +350,7 @@ impl DateDetector {
             i.and_then(|i| c.get(i))
                 .and_then(|m| m.as_str().trim().parse::<i64>().ok())
         };
-        let now_local = Timestamp::from_second(now)
-            .ok()
-            .map(|ts| self.tz.to_datetime(ts));
-        let mut year = num(g.year4).or_else(|| num(g.year2).map(|y| y + 2000));
+        let year = num(g.year4).or_else(|| num(g.year2).map(|y| y + 2000));
         let month = num(g.month).or_else(|| {
             g.month_name
                 .and_then(|i| c.get(i))
@@ -308,8 +374,23 @@ impl DateDetector {
                 None => None,
             },
         };
-        let (month, day, no_date) = match (month, day) {
-            (Some(m), Some(d)) => (m, d, false),
+        self.civil_time(year, month.zip(day), (hour, minute, second), offset, now)
+    }
+
+    /// Local (or `offset`) civil time to Unix seconds with fail2ban's year/day inference.
+    fn civil_time(
+        &self,
+        mut year: Option<i64>,
+        month_day: Option<(i64, i64)>,
+        (hour, minute, second): (i64, i64, i64),
+        offset: Option<i32>,
+        now: i64,
+    ) -> Option<i64> {
+        let now_local = Timestamp::from_second(now)
+            .ok()
+            .map(|ts| self.tz.to_datetime(ts));
+        let (month, day, no_date) = match month_day {
+            Some((m, d)) => (m, d, false),
             _ => {
                 let n = now_local?;
                 (i64::from(n.month()), i64::from(n.day()), true)
@@ -575,6 +656,7 @@ fn compile(name: &str, body: &str, anchor: Anchor, boundaries: bool) -> Result<T
         kind
     };
     Ok(Template {
+        fast_syslog: name == "Syslog" && anchor == Anchor::LineBegin && boundaries,
         name: name.to_string(),
         re,
         kind,
@@ -630,5 +712,43 @@ mod tests {
         let m = d.find("at 2005-08-14 12:00:00 x", NOW).unwrap();
         assert_eq!(m.start, 3);
         assert!(d.find("at12005-08-14 12:00:00", NOW).is_none());
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// The hand-written syslog parser must agree with the regex template it short-cuts.
+    #[test]
+    fn fast_syslog_agrees_with_regex() {
+        let tz = TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").unwrap();
+        let now = 1_124_013_600;
+        let mut d = DateDetector::new(&["{^LN-BEG}".to_string()], tz).unwrap();
+        let syslog = d
+            .template_names()
+            .iter()
+            .position(|n| n == "Syslog")
+            .unwrap();
+        for line in [
+            "Aug 14 11:59:59 host x",
+            "Nov  1 00:00:02 mail postfix",
+            "Feb 29 10:00:00 leap",
+            "Dec 25 02:35:54 h",
+            "Jan 4 21:51:05 hostname",
+            "Mar 31 23:59:60 x",
+            "Aug 14 11:59:59",
+            "Aug 14 11:59:59x",
+            "Aug 14 11:59:59.123 x",
+            "Aug 14 11:59:59 2004 x",
+            "Aug 32 11:59:59 x",
+        ] {
+            d.last = syslog;
+            let fast = d.fast_syslog(line, now);
+            let slow = d.try_template(syslog, line, now);
+            if let Some(f) = fast {
+                assert_eq!(Some(f), slow, "{line}");
+            }
+        }
     }
 }

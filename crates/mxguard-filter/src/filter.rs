@@ -126,6 +126,7 @@ pub struct Filter {
     fail: Vec<Matcher>,
     ignore: Vec<Matcher>,
     fail_set: Option<regex::RegexSet>,
+    prefilter: Option<Prefilter>,
     dates: DateDetector,
     check_all: bool,
     lines: VecDeque<String>,
@@ -139,6 +140,75 @@ struct MlfEntry {
     groups: Groups,
     /// A failure without an id is waiting for the address.
     pending: bool,
+}
+
+/// Aho-Corasick over the required literals of every failregex (see `literals`).
+#[derive(Debug)]
+struct Prefilter {
+    ac: aho_corasick::AhoCorasick,
+    /// For each literal, the failregexes (bit mask) it unlocks.
+    unlocks: Vec<u64>,
+    /// Failregexes without a usable literal: always candidates.
+    always: u64,
+}
+
+impl Prefilter {
+    fn build(fail: &[Matcher]) -> Option<Prefilter> {
+        if fail.is_empty() || fail.len() > 64 {
+            return None;
+        }
+        let mut lits: Vec<String> = Vec::new();
+        let mut unlocks: Vec<u64> = Vec::new();
+        let mut always = 0u64;
+        for (i, m) in fail.iter().enumerate() {
+            match crate::literals::required(m.relaxed_pattern()) {
+                Some(set) => {
+                    for l in set {
+                        match lits.iter().position(|x| *x == l) {
+                            Some(p) => unlocks[p] |= 1 << i,
+                            None => {
+                                lits.push(l);
+                                unlocks.push(1 << i);
+                            }
+                        }
+                    }
+                }
+                None => always |= 1 << i,
+            }
+        }
+        let all = if fail.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << fail.len()) - 1
+        };
+        if always == all {
+            return None;
+        }
+        let ac = aho_corasick::AhoCorasick::new(&lits).ok()?;
+        Some(Prefilter {
+            ac,
+            unlocks,
+            always,
+        })
+    }
+
+    /// Failregexes that can match `hay` (bit mask).
+    fn candidates(&self, hay: &str) -> u64 {
+        let mut mask = self.always;
+        // Most lines hold no literal at all: the unanchored is_match uses the SIMD prefilter,
+        // the overlapping walk (needed when literals overlap) only runs when there is one.
+        if !self.ac.is_match(hay) {
+            return mask;
+        }
+        for m in self.ac.find_overlapping_iter(hay) {
+            mask |= self
+                .unlocks
+                .get(m.pattern().as_usize())
+                .copied()
+                .unwrap_or(0);
+        }
+        mask
+    }
 }
 
 /// Groups that describe how a multi-line failure is merged, not data to inherit.
@@ -202,6 +272,7 @@ impl Filter {
         } else {
             None
         };
+        let prefilter = Prefilter::build(&fail);
         let dates = DateDetector::new(&def.datepattern, opts.timezone.clone()).map_err(
             |(pattern, message)| FilterError::DatePattern {
                 file: def.file.clone(),
@@ -215,6 +286,7 @@ impl Filter {
             fail,
             ignore,
             fail_set,
+            prefilter,
             dates,
             check_all: opts.check_all,
             lines: VecDeque::new(),
@@ -295,6 +367,14 @@ impl Filter {
             result.ignored = true;
             return result;
         }
+        // Literal prefilter: a line without any failregex's required literal cannot fail.
+        let mask = match &self.prefilter {
+            Some(p) => p.candidates(buffer),
+            None => u64::MAX,
+        };
+        if mask == 0 {
+            return result;
+        }
         let mut pre: Groups = Vec::new();
         let mut content: Option<String> = None;
         if let Some(p) = &self.pref {
@@ -315,9 +395,14 @@ impl Filter {
             }
         }
         let text: &str = content.as_deref().unwrap_or(buffer);
+        let in_mask = |i: usize| i >= 64 || mask & (1u64 << i) != 0;
         let candidates: Vec<usize> = match &self.fail_set {
-            Some(set) => set.matches(text).into_iter().collect(),
-            None => (0..self.fail.len()).collect(),
+            Some(set) if mask.count_ones() > 1 => set
+                .matches(text)
+                .into_iter()
+                .filter(|i| in_mask(*i))
+                .collect(),
+            _ => (0..self.fail.len()).filter(|i| in_mask(*i)).collect(),
         };
         let mut matched_any = false;
         for i in candidates {

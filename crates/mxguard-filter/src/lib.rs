@@ -13,6 +13,7 @@ pub mod date;
 pub mod error;
 pub mod filter;
 pub mod ini;
+pub mod literals;
 pub mod matcher;
 pub mod tags;
 pub mod translate;

@@ -29,6 +29,9 @@ pub struct Matcher {
     fancy: Option<fancy_regex::Regex>,
     relaxed: regex::Regex,
     names: Vec<String>,
+    relaxed_names: Vec<String>,
+    /// All guard literals of the backtracking constructs, if every construct has one.
+    guards: Option<Vec<memchr::memmem::Finder<'static>>>,
 }
 
 /// Outcome of a search that may hit the backtracking budget.
@@ -79,7 +82,24 @@ impl Matcher {
                 .collect(),
             _ => Vec::new(),
         };
+        let relaxed_names = relaxed
+            .capture_names()
+            .map(|n| n.unwrap_or("").to_string())
+            .collect();
+        let guards = if fancy.is_some() && t.guards.iter().all(Option::is_some) {
+            Some(
+                t.guards
+                    .iter()
+                    .flatten()
+                    .map(|g| memchr::memmem::Finder::new(g.as_bytes()).into_owned())
+                    .collect(),
+            )
+        } else {
+            None
+        };
         Ok(Matcher {
+            relaxed_names,
+            guards,
             source: python.to_string(),
             translated: t,
             linear,
@@ -134,6 +154,17 @@ impl Matcher {
         let Some(f) = &self.fancy else {
             return Found::No;
         };
+        if let Some(guards) = &self.guards
+            && !guards.iter().any(|g| g.find(hay.as_bytes()).is_some())
+        {
+            // No path can reach a look-around/back-reference here: the linear superset is exact.
+            return match self.relaxed.captures(hay) {
+                Some(c) => Found::Yes(collect_named(&self.relaxed_names, |i| {
+                    c.get(i).map(|m| m.as_str())
+                })),
+                None => Found::No,
+            };
+        }
         if !self.relaxed.is_match(hay) {
             return Found::No;
         }
@@ -145,17 +176,21 @@ impl Matcher {
     }
 
     fn collect<'h>(&self, get: impl Fn(usize) -> Option<&'h str>) -> Groups {
-        let mut out = Vec::new();
-        for (i, n) in self.names.iter().enumerate() {
-            if n.is_empty() {
-                continue;
-            }
-            if let Some(v) = get(i) {
-                out.push((n.clone(), v.to_string()));
-            }
-        }
-        out
+        collect_named(&self.names, get)
     }
+}
+
+fn collect_named<'h>(names: &[String], get: impl Fn(usize) -> Option<&'h str>) -> Groups {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() {
+            continue;
+        }
+        if let Some(v) = get(i) {
+            out.push((n.clone(), v.to_string()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -171,6 +206,17 @@ mod tests {
         assert!(matches!(m.engine(), Engine::Backtracking(_)));
         assert_eq!(m.find("a b"), Found::No);
         assert_eq!(m.find("a c"), Found::Yes(vec![("x".into(), " c".into())]));
+        // guarded look-ahead: lines without "lost " take the linear path, same answers
+        let m = Matcher::new(r"^(?:lost (?!DATA)(?P<c>[A-Z]+)|(?P<d>other))$", false).unwrap();
+        assert_eq!(
+            m.find("other"),
+            Found::Yes(vec![("d".into(), "other".into())])
+        );
+        assert_eq!(m.find("lost DATA"), Found::No);
+        assert_eq!(
+            m.find("lost EHLO"),
+            Found::Yes(vec![("c".into(), "EHLO".into())])
+        );
     }
 
     #[test]

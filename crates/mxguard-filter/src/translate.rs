@@ -22,6 +22,11 @@ pub struct Translated {
     pub relaxed: String,
     /// Why the backtracking engine is needed (empty: the `regex` crate runs `exact`).
     pub fancy_reasons: Vec<String>,
+    /// For each look-around / back-reference / conditional: the literal text that every path
+    /// to it matches right before it (same sequence, case-sensitive, at least 3 characters).
+    /// When every construct has one and none occurs in a line, no match can involve them, so
+    /// `relaxed` gives exactly the same match and groups as `exact` on that line.
+    pub guards: Vec<Option<String>>,
 }
 
 impl Translated {
@@ -37,6 +42,9 @@ pub fn translate(py: &str) -> Result<Translated, String> {
         s: py.chars().collect(),
         pos: 0,
         reasons: Vec::new(),
+        guards: Vec::new(),
+        run: String::new(),
+        icase_seen: false,
     };
     let mut exact = String::with_capacity(py.len() + 16);
     let mut relaxed = String::with_capacity(py.len() + 16);
@@ -49,6 +57,7 @@ pub fn translate(py: &str) -> Result<Translated, String> {
         exact,
         relaxed,
         fancy_reasons: w.reasons,
+        guards: w.guards,
     })
 }
 
@@ -56,6 +65,11 @@ struct Walker {
     s: Vec<char>,
     pos: usize,
     reasons: Vec<String>,
+    guards: Vec<Option<String>>,
+    /// Literal characters matched just before the current position in the current sequence.
+    run: String,
+    /// A case-insensitive flag appeared: literals after it are no longer exact guards.
+    icase_seen: bool,
 }
 
 const META: &str = r"\.+*?()|[]{}^$#&-~ ";
@@ -89,11 +103,29 @@ impl Walker {
                     }
                     return Ok(());
                 }
-                '(' => self.group(e, r, depth)?,
-                '[' => self.class(e, r)?,
-                '\\' => self.escape(e, r)?,
-                '{' => self.brace(e, r),
+                '(' => {
+                    let guard = std::mem::take(&mut self.run);
+                    self.group(e, r, depth, guard)?;
+                    self.run.clear();
+                }
+                '[' => {
+                    self.run.clear();
+                    self.class(e, r)?;
+                }
+                '\\' => {
+                    let lit = self.peek(1).filter(|n| !n.is_ascii_alphanumeric());
+                    self.escape(e, r)?;
+                    match lit {
+                        Some(n) => self.run.push(n),
+                        None => self.run.clear(),
+                    }
+                }
+                '{' => {
+                    self.run.clear();
+                    self.brace(e, r);
+                }
                 '}' => {
+                    self.run.clear();
                     Self::push2(e, r, r"\}");
                     self.pos += 1;
                 }
@@ -101,6 +133,11 @@ impl Walker {
                     let mut b = [0u8; 4];
                     Self::push2(e, r, c.encode_utf8(&mut b));
                     self.pos += 1;
+                    if matches!(c, '*' | '+' | '?' | '.' | '^' | '$' | '|') {
+                        self.run.clear();
+                    } else {
+                        self.run.push(c);
+                    }
                 }
             }
         }
@@ -119,7 +156,18 @@ impl Walker {
         Ok(())
     }
 
-    fn group(&mut self, e: &mut String, r: &mut String, depth: usize) -> Result<(), String> {
+    fn guard(&mut self, run: &str) {
+        let ok = run.chars().count() >= 3 && !self.icase_seen;
+        self.guards.push(ok.then(|| run.to_string()));
+    }
+
+    fn group(
+        &mut self,
+        e: &mut String,
+        r: &mut String,
+        depth: usize,
+        run: String,
+    ) -> Result<(), String> {
         let at = self.pos;
         // look-arounds: kept in exact, dropped from relaxed
         for (lit, what) in [
@@ -130,6 +178,7 @@ impl Walker {
         ] {
             if self.starts(lit) {
                 self.reasons.push(format!("{what} at offset {at}"));
+                self.guard(&run);
                 self.pos += lit.chars().count();
                 e.push_str(lit);
                 let mut sink = String::new();
@@ -146,6 +195,7 @@ impl Walker {
         }
         if self.starts("(?P=") {
             let name = self.take_until(4, ')')?;
+            self.guard(&run);
             self.reasons
                 .push(format!("back-reference (?P={name}) at offset {at}"));
             e.push_str(&format!("(?P={name})"));
@@ -158,6 +208,7 @@ impl Walker {
         }
         if self.starts("(?(") {
             let cond = self.take_until(3, ')')?;
+            self.guard(&run);
             self.reasons
                 .push(format!("conditional (?({cond})...) at offset {at}"));
             if cond.chars().all(|c| c.is_ascii_digit()) {
@@ -199,6 +250,9 @@ impl Walker {
                 }
             }
             let term = self.peek(j);
+            if flags.split('-').next().unwrap_or("").contains('i') {
+                self.icase_seen = true;
+            }
             let rust_flags: String = flags
                 .chars()
                 .filter(|c| matches!(c, 'i' | 'm' | 's' | 'x' | '-'))
@@ -245,6 +299,9 @@ impl Walker {
             .filter(|c| matches!(c, 'i' | 'm' | 's' | 'x'))
             .collect();
         if !flags.is_empty() && self.peek(j) == Some(')') {
+            if flags.contains('i') {
+                self.icase_seen = true;
+            }
             self.pos += j + 1;
             if rust_flags.is_empty() {
                 Self::push2(e, r, "(?:");
@@ -287,6 +344,7 @@ impl Walker {
                     self.pos += 1;
                 }
                 self.reasons.push(format!("back-reference \\{n}"));
+                self.guards.push(None);
                 e.push_str(&format!("\\{n}"));
                 r.push_str("(?s:.*?)");
             }
@@ -440,6 +498,21 @@ mod tests {
         assert_eq!(t.relaxed, r"a(?:)c(?P<e>x)(?s:.*?)(?:y|z)");
         assert!(fancy_regex::Regex::new(&t.exact).is_ok());
         assert!(regex::Regex::new(&t.relaxed).is_ok());
+    }
+
+    #[test]
+    fn guards() {
+        let t = translate(r"^a*(?:lost connection after (?!DATA)[A-Z]+|disconnect(?= from)|x)")
+            .unwrap();
+        assert_eq!(
+            t.guards,
+            vec![
+                Some("lost connection after ".into()),
+                Some("disconnect".into())
+            ]
+        );
+        let t = translate(r"ab(?!x)c?d(?=y)(?i:z)abc(?!q)").unwrap();
+        assert_eq!(t.guards, vec![None, None, None]);
     }
 
     #[test]
