@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every end-to-end suite in scripts/it/*.sh against real daemons (Postfix, Dovecot, ...)
 # started from temp dirs on loopback (scripts/it/lib.sh holds their shared helpers and is
-# skipped). Each suite prints PASS/FAIL lines and exits non-zero on a failure; this prints a total "N passed, N failed" line and fails if any suite failed.
+# skipped). Each suite prints PASS/FAIL lines and exits non-zero on a failure; this prints a
+# total "N passed, N failed" line and fails if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${MXGUARD_BIN:=$(pwd)/target/release/mxguard}"

@@ -9,6 +9,10 @@
 #     message carries exactly one X-Greylist header (one per message, also with 2 recipients);
 #   * the next message of a passed triplet is accepted at once without a header;
 #   * clients / recipients in postgrey-format whitelist files pass at once;
+#   * the unix: listener answers like the inet: one;
+#   * SIGHUP re-reads the whitelist files; a broken config on SIGHUP is refused, the daemon
+#     keeps greylisting with the old one;
+#   * /metrics counts the deferrals by action and has the latency histogram;
 #   * the control socket lists the triplet (`mxguard greylist list`);
 #   * state survives kill -9 (after the store's 1 s write-behind interval);
 #   * with mxguard stopped, `check_policy_service { inet:..., default_action=DUNNO }` still
@@ -31,6 +35,8 @@ MARGIN=1.2                   # whole-second rounding in the store plus schedulin
 AFTER=$(awk -v d=$DELAY -v m=$MARGIN 'BEGIN { print d + m }')   # when a retry must pass
 SMTP=$(it_port 25)           # smtpd -> check_policy_service inet:  (fail-closed, Postfix default)
 SMTP_OPEN=$(it_port 26)      # smtpd -> check_policy_service { inet:..., default_action=DUNNO }
+SMTP_UNIX=$(it_port 27)      # smtpd -> check_policy_service unix:$IT_DIR/policy.sock
+METRICS=$(it_port 41)        # mxguard Prometheus endpoint
 MXPORT=$(it_port 40)         # mxguard policy listener
 STATE=$IT_DIR/state
 CONF=$IT_DIR/mxguard.toml
@@ -49,7 +55,7 @@ postmaster@
 EOF
 cat >"$CONF" <<EOF
 [policy]
-listen = ["inet:127.0.0.1:$MXPORT"]
+listen = ["inet:127.0.0.1:$MXPORT", "unix:$IT_DIR/policy.sock"]
 default_action = "DUNNO"
 
 [store]
@@ -68,6 +74,9 @@ whitelist_recipients = ["$IT_DIR/whitelist_recipients"]
 [control]
 socket = "$IT_DIR/control.sock"
 
+[metrics]
+listen = "127.0.0.1:$METRICS"
+
 [log]
 level = "info"
 EOF
@@ -83,12 +92,18 @@ check "check-config accepts the suite's config" check_config_ok
 check "mxguard serve listens on inet:127.0.0.1:$MXPORT" mx_start "$CONF" "$MXPORT"
 
 PF_MAIN_EXTRA="mxit_failopen = reject_unauth_destination, check_policy_service { inet:127.0.0.1:$MXPORT, default_action=DUNNO }"
+PF_MAIN_EXTRA+="
+mxit_unix = reject_unauth_destination, check_policy_service unix:$IT_DIR/policy.sock"
 PF_MASTER_EXTRA="127.0.0.1:$SMTP_OPEN inet n - n - - smtpd
   -o syslog_name=postfix/failopen
-  -o smtpd_recipient_restrictions=\$mxit_failopen"
+  -o smtpd_recipient_restrictions=\$mxit_failopen
+127.0.0.1:$SMTP_UNIX inet n - n - - smtpd
+  -o syslog_name=postfix/unixpol
+  -o smtpd_recipient_restrictions=\$mxit_unix"
 pf_setup "$SMTP" "reject_unauth_destination, check_policy_service inet:127.0.0.1:$MXPORT"
 pf_start
 it_wait_port "$SMTP_OPEN" 15 || die "postfix fail-open smtpd not listening on $SMTP_OPEN"
+it_wait_port "$SMTP_UNIX" 15 || die "postfix unix-policy smtpd not listening on $SMTP_UNIX"
 info "postfix $(postconf -d -h mail_version) on 127.0.0.1:$SMTP (+ fail-open $SMTP_OPEN), mxguard pid $MX_PID"
 
 # Each scenario presents its own client (XCLIENT) so the triplets, and the per-client
@@ -175,6 +190,52 @@ send wl3 "$SMTP" erin@new-sender.test postmaster@example.test $(xc 203.0.113.99 
 check "whitelist_recipients 'postmaster@': 250 at once" sent_queued wl3
 send wl4 "$SMTP" erin@new-sender.test user5@example.test $(xc 203.0.113.99 mx.nobody.test)
 check "same client, other recipient: greylisted (whitelist is per recipient)" greylisted wl4 user5@example.test
+
+# ------------------------------------------------------------------ unix: listener
+send u1 "$SMTP_UNIX" gina@sender-u.test user8@example.test $(xc 198.51.100.50 mx.sender-u.test)
+check "unix: listener (check_policy_service unix:/path): 450 Greylisted" greylisted u1 user8@example.test
+
+# ------------------------------------------------------------------ SIGHUP reload
+# A client added to the whitelist file takes effect on SIGHUP; a broken config on SIGHUP is
+# refused and the daemon keeps answering with the old one.
+send r1 "$SMTP" hank@sender-r.test user9@example.test $(xc 203.0.113.150 mx.reload-sender.test)
+check "before reload: client not whitelisted yet (450)" greylisted r1 user9@example.test
+echo "reload-sender.test" >>"$IT_DIR/whitelist_clients"
+kill -HUP "$MX_PID"
+reload_whitelisted() { # a fresh recipient per try, so greylisting's own delay cannot pass it
+  local i
+  for i in 1 2 3 4 5 6; do
+    send "r2-$i" "$SMTP" hank@sender-r.test "user9-$i@example.test" $(xc 203.0.113.150 mx.reload-sender.test)
+    sent_queued "r2-$i" && return 0
+    sleep 0.3
+  done
+  return 1
+}
+check "SIGHUP re-reads whitelist_clients: the client passes at once" reload_whitelisted
+cp "$CONF" "$CONF.good"
+echo "[greylist] delay = " >>"$CONF"     # not TOML: the reload must be refused
+kill -HUP "$MX_PID"
+sleep 0.5
+send r3 "$SMTP" ivan@sender-r3.test user10@example.test $(xc 198.51.100.60 mx.sender-r3.test)
+check "SIGHUP with a broken config: daemon keeps running" kill -0 "$MX_PID"
+check "SIGHUP with a broken config: old config still greylists (450)" greylisted r3 user10@example.test
+cp "$CONF.good" "$CONF"
+
+# ------------------------------------------------------------------ metrics
+metrics_ok() {
+  local body defers
+  body=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://127.0.0.1:$METRICS/metrics" 2>&1) || { CHECK_DETAIL="GET /metrics failed: ${body:0:200}"; return 1; }
+  # deferrals so far: a1 a2, b1 (2 recipients), wl4, u1, r1, r3 = 8
+  defers=$(echo "$body" | awk '/^mxguard_policy_requests_total\{/ && /defer_if_permit/ { n += $NF } END { print n + 0 }')
+  if [ "${defers%.*}" -lt 8 ]; then
+    CHECK_DETAIL="defer_if_permit requests counted: $defers; $(echo "$body" | grep '^mxguard_policy_requests' | head -n 5 | tr '\n' '|')"
+    return 1
+  fi
+  echo "$body" | grep -q '^mxguard_policy_request_duration_seconds_count [1-9]' \
+    || { CHECK_DETAIL="no latency histogram count"; return 1; }
+}
+check "metrics: /metrics counts the deferrals by action and has the latency histogram" metrics_ok
 
 # ------------------------------------------------------------------ control socket
 list_has_a() {
