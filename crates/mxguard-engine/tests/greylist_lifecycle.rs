@@ -516,3 +516,26 @@ fn expire_removes_what_postgrey_cleanup_removes() {
     assert_eq!(stats.clients_removed, 1);
     assert_eq!(block_on(w.store.counts()).unwrap(), StoreCounts::default());
 }
+
+#[test]
+fn no_header_when_disabled() {
+    let w = world_with(
+        GreylistSettings {
+            header: false,
+            ..settings()
+        },
+        StaticLists::default(),
+    );
+    let r = rcpt("192.0.2.7", "alice@sender.example", "bob@rcpt.example", "m");
+    assert_eq!(deferred_secs(&w.ask(&r)), 300);
+    w.wait(300);
+    assert_eq!(w.ask(&r), Verdict::new(Action::Dunno, "greylist"));
+    // The pass still counted towards the client's auto-whitelist.
+    assert_eq!(
+        block_on(w.store.awl_get(ip("192.0.2.7")))
+            .unwrap()
+            .unwrap()
+            .count,
+        1
+    );
+}

@@ -139,3 +139,59 @@ impl GreylistSettings {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::UnixTime;
+
+    #[test]
+    fn defer_text_placeholders_and_status_prefix() {
+        let gl = GreylistSettings::default();
+        assert_eq!(
+            gl.defer_text(300, "bob@Example.ORG"),
+            "4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/Example.ORG.html"
+        );
+        let gl = GreylistSettings {
+            greylist_text: "4.7.1 wait %s s for %r, %s".into(),
+            ..GreylistSettings::default()
+        };
+        // Only the first %s is replaced (postgrey's s/// without /g); no prefix when the text
+        // already starts with a status code.
+        assert_eq!(
+            gl.defer_text(42, "a@b.example"),
+            "4.7.1 wait 42 s for b.example, %s"
+        );
+    }
+
+    #[test]
+    fn header_names_host_delay_and_date() {
+        let gl = GreylistSettings {
+            hostname: "mx1.example".into(),
+            ..GreylistSettings::default()
+        };
+        assert_eq!(
+            gl.header_text(301, UnixTime(0)),
+            "X-Greylist: delayed 301 seconds by mxguard at mx1.example; Thu, 01 Jan 1970 00:00:00 UTC"
+        );
+    }
+
+    #[test]
+    fn network_prefixes_are_clamped_and_mapped() {
+        let gl = GreylistSettings {
+            ipv4_prefix: 40,
+            ipv6_prefix: 48,
+            ..GreylistSettings::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(gl.client_network(ip("192.0.2.77")), ip("192.0.2.77"));
+        assert_eq!(gl.client_network(ip("2001:db8:1:2::5")), ip("2001:db8:1::"));
+        let d = GreylistSettings::default();
+        assert_eq!(d.client_network(ip("::ffff:192.0.2.77")), ip("192.0.2.0"));
+        assert_eq!(
+            d.key(ip("192.0.2.77"), "Bounce-12@X.example", "Bob@Y.example")
+                .as_str(),
+            "192.0.2.0/bounce-#@x.example/bob@y.example"
+        );
+    }
+}
