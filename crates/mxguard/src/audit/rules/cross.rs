@@ -243,7 +243,11 @@ fn sockets(pf: &PostfixConfig, dc: &DovecotConfig, out: &mut Vec<Finding>) {
             unix_listeners(dc, "auth").contains(&want)
         };
         if !ok {
-            out.push(finding("XC-SASL-SOCKET-MISMATCH", pf.loc_for(&svc, &["smtpd_sasl_path"]), "smtpd_sasl_path", path.clone(), format!("no Dovecot 'service auth' listener matches {}", if path.starts_with("inet:") { path.clone() } else { spool_path(pf, &path) })).snip("dovecot.conf", format!("service auth {{\n  unix_listener {} {{\n    mode = 0660\n    user = postfix\n    group = postfix\n  }}\n}}", spool_path(pf, if path.starts_with("inet:") { "private/auth" } else { &path }))));
+            out.push(finding("XC-SASL-SOCKET-MISMATCH", pf.loc_for(&svc, &["smtpd_sasl_path"]), "smtpd_sasl_path", path.clone(), format!("no Dovecot 'service auth' listener matches {}", if path.starts_with("inet:") { path.clone() } else { spool_path(pf, &path) })).fix(format!(
+                        "point smtpd_sasl_path at Dovecot's auth listener, or add: service auth {{ unix_listener {} {{ mode = 0660 user = postfix group = postfix }} }}",
+                        spool_path(pf, if path.starts_with("inet:") { "private/auth" } else { &path })
+                    ))
+                    .snip("dovecot.conf", format!("service auth {{\n  unix_listener {} {{\n    mode = 0660\n    user = postfix\n    group = postfix\n  }}\n}}", spool_path(pf, if path.starts_with("inet:") { "private/auth" } else { &path }))));
         }
     }
     for key in ["virtual_transport", "mailbox_transport"] {
@@ -251,7 +255,8 @@ fn sockets(pf: &PostfixConfig, dc: &DovecotConfig, out: &mut Vec<Finding>) {
         if let Some(p) = v.trim().strip_prefix("lmtp:unix:") {
             let want = spool_path(pf, p);
             if !unix_listeners(dc, "lmtp").contains(&want) {
-                out.push(finding("XC-LMTP-SOCKET-MISMATCH", pf.location(None, key), key, v.clone(), format!("no Dovecot 'service lmtp' unix_listener at {want}")).snip("dovecot.conf", format!("service lmtp {{\n  unix_listener {want} {{\n    mode = 0600\n    user = postfix\n    group = postfix\n  }}\n}}")));
+                out.push(finding("XC-LMTP-SOCKET-MISMATCH", pf.location(None, key), key, v.clone(), format!("no Dovecot 'service lmtp' unix_listener at {want}")).fix(format!("add to dovecot.conf: service lmtp {{ unix_listener {want} {{ mode = 0600 user = postfix group = postfix }} }}"))
+                    .snip("dovecot.conf", format!("service lmtp {{\n  unix_listener {want} {{\n    mode = 0600\n    user = postfix\n    group = postfix\n  }}\n}}")));
             }
         }
     }

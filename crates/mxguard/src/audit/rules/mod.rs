@@ -81,6 +81,12 @@ impl Finding {
         self
     }
 
+    /// Replaces the standard fix with one naming this configuration's values.
+    pub(crate) fn fix(mut self, fix: impl Into<String>) -> Finding {
+        self.fix = fix.into();
+        self
+    }
+
     /// Adds a suggested configuration line.
     pub(crate) fn snip(mut self, file: &'static str, text: impl Into<String>) -> Finding {
         self.snippet.push(Snippet {
