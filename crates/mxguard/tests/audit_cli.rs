@@ -3,6 +3,9 @@
 //! seed 003 incident configuration, broken inputs (exit 2), `--fail-on`, `--format json`,
 //! `--explain`, `--list-rules`, `--fix-snippet`, and docs/audit.md listing every rule.
 
+// Tests may unwrap (helper functions outside #[test] included).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

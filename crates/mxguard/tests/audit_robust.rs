@@ -2,6 +2,9 @@
 //! jail.local and mxguard.toml either parses or returns an error, never panics, and whatever
 //! parses can be audited and rendered (DESIGN.md: never panic on bad input).
 
+// Tests may unwrap (helper functions outside #[test] included).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mxguard::audit::dovecot::DovecotConfig;
 use mxguard::audit::fail2ban::Fail2banConfig;
 use mxguard::audit::mxconfig::MxguardConfig;

@@ -3,6 +3,9 @@
 //! variant that must not. The triggered findings are compared with golden files in
 //! tests/audit/golden/ (`BLESS=1 cargo test -p mxguard --test audit_rules` rewrites them).
 
+// Tests may unwrap (helper functions outside #[test] included).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
