@@ -395,3 +395,42 @@ fn docs_list_every_rule() {
         );
     }
 }
+
+/// CVE-2023-51764: the finding depends on the Postfix version (fixed releases, the 3.9
+/// default).
+#[test]
+fn smuggling_depends_on_the_postfix_version() {
+    let d = fixtures().join("debian12");
+    let detail = |version: Option<&str>| -> Option<String> {
+        let mut args = vec![
+            "--postfix-dir".to_string(),
+            p(d.clone()),
+            "--format".into(),
+            "json".into(),
+        ];
+        if let Some(v) = version {
+            args.extend(["--postfix-version".to_string(), v.to_string()]);
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v: serde_json::Value = serde_json::from_str(&stdout(&mxguard(&a))).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "PF-SMTP-SMUGGLING")
+            .map(|f| f["detail"].as_str().unwrap().to_string())
+    };
+    assert!(
+        detail(Some("3.7.8"))
+            .unwrap()
+            .contains("predates the fix: upgrade to 3.7.10")
+    );
+    assert!(detail(Some("3.7.9")).unwrap().contains("knows only yes/no"));
+    assert!(
+        detail(Some("3.7.11"))
+            .unwrap()
+            .contains("supports normalize")
+    );
+    assert!(detail(None).unwrap().contains("unless it is 3.9 or later"));
+    assert_eq!(detail(Some("3.9.1")), None, "3.9 defaults to normalize");
+}
