@@ -290,3 +290,43 @@ pub(super) fn check(dc: &DovecotConfig, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(text: &str) -> Vec<&'static str> {
+        let dc = DovecotConfig::parse(text, "t", None).unwrap();
+        let mut out = Vec::new();
+        check(&dc, &mut out);
+        out.into_iter().map(|f| f.rule).collect()
+    }
+
+    /// Found by scripts/it/audit_real.sh on the stock Debian 10-director.conf, whose
+    /// `service director { inet_listener { #port = } }` opens no socket.
+    #[test]
+    fn regression_portless_director_listener_is_not_exposed() {
+        assert!(
+            !ids("service director {\n  inet_listener {\n  }\n}\n")
+                .contains(&"DV-INTERNAL-LISTENER-EXPOSED")
+        );
+        assert!(
+            !ids("service doveadm {\n  inet_listener {\n    port = 0\n  }\n}\n")
+                .contains(&"DV-INTERNAL-LISTENER-EXPOSED")
+        );
+        assert!(
+            ids("service doveadm {\n  inet_listener {\n    port = 2425\n  }\n}\n")
+                .contains(&"DV-INTERNAL-LISTENER-EXPOSED")
+        );
+    }
+
+    #[test]
+    fn mail_group_is_not_dangerous() {
+        assert!(
+            !ids("mail_privileged_group = mail\n").contains(&"DV-MAIL-PRIVILEGED-GROUP-DANGEROUS")
+        );
+        assert!(
+            ids("mail_access_groups = shadow\n").contains(&"DV-MAIL-PRIVILEGED-GROUP-DANGEROUS")
+        );
+    }
+}
