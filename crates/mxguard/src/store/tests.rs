@@ -52,6 +52,7 @@ fn greylist_lifecycle_through_policy() {
         PolicySettings {
             lists: Default::default(),
             greylist: Some(GreylistSettings::default()),
+            ..Default::default()
         },
         store.clone(),
         Arc::new(clock.clone()),
