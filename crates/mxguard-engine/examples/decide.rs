@@ -47,6 +47,7 @@ fn main() {
         PolicySettings {
             lists: Default::default(),
             greylist: Some(gl),
+            ..Default::default()
         },
         Arc::new(MemoryStore::new()),
         Arc::new(clock.clone()),

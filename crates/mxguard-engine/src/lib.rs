@@ -6,11 +6,13 @@
 //! [`store::Store`]) so tests run on fake time and in-memory state. The `mxguard` binary maps
 //! wire requests into [`Request`], calls the engine, and maps the [`Verdict`] back to the wire.
 
+pub mod account;
 pub mod clock;
 pub mod dns;
 pub mod dnsbl;
 pub mod greylist;
 pub mod helo;
+pub mod limits;
 pub mod lists;
 pub mod policy;
 pub mod request;

@@ -24,6 +24,10 @@ pub struct PolicySettings {
     pub lists: StaticLists,
     /// `None` when `[greylist] enabled = false`.
     pub greylist: Option<GreylistSettings>,
+    /// `[[limit]]` rate limits and quotas (empty: none).
+    pub limits: crate::limits::LimitSettings,
+    /// `[account]` containment; `None` when off (admin locks are honoured either way).
+    pub containment: Option<crate::account::ContainmentSettings>,
 }
 
 /// How many message instances are remembered to add `X-Greylist:` once per message.
@@ -66,11 +70,19 @@ pub struct Policy {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     instances: Mutex<RecentInstances>,
+    guard: crate::limits::Guard,
 }
 
 impl Policy {
     pub fn new(settings: PolicySettings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let guard = crate::limits::Guard::new(
+            settings.limits.clone(),
+            settings.containment.clone(),
+            store.clone(),
+            clock.clone(),
+        );
         Policy {
+            guard,
             settings,
             store,
             clock,
@@ -83,6 +95,11 @@ impl Policy {
         &self.settings
     }
 
+    /// The rate-limit and containment step (account lock/unlock for the control socket).
+    pub fn guard(&self) -> &crate::limits::Guard {
+        &self.guard
+    }
+
     /// The store this policy uses (for the control socket's greylist commands).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -90,7 +107,15 @@ impl Policy {
 
     /// Decides one request (see module docs for the order).
     pub async fn decide(&self, req: &Request) -> Verdict {
-        match self.settings.lists.check(req) {
+        let listed = self.settings.lists.check(req);
+        // Rate limits and account containment run before the allow list (webmail on an
+        // allowed host must not exempt its logins, seed 002) and before greylisting.
+        if listed != ListMatch::Deny
+            && let Some(v) = self.guard.decide(req).await
+        {
+            return v;
+        }
+        match listed {
             ListMatch::Allow => return Verdict::new(Action::Dunno, "static_allow"),
             ListMatch::Deny => {
                 let text = self.settings.lists.deny_text().to_owned();

@@ -62,6 +62,8 @@ pub const DECIDERS: &[&str] = &[
     "greylist",
     "greylist_whitelist",
     "greylist_awl",
+    "limit",
+    "account_locked",
     STORE_ERROR,
 ];
 

@@ -47,6 +47,7 @@ fn world_with(gl: GreylistSettings, lists: StaticLists) -> World {
         PolicySettings {
             lists,
             greylist: Some(gl),
+            ..Default::default()
         },
         store.clone(),
         Arc::new(clock.clone()),
@@ -472,6 +473,7 @@ fn store_errors_fail_open() {
         PolicySettings {
             lists: StaticLists::default(),
             greylist: Some(settings()),
+            ..Default::default()
         },
         Arc::new(BrokenStore),
         Arc::new(FakeClock::new(UnixTime(T0))),
@@ -487,6 +489,7 @@ fn store_errors_fail_open() {
                 auto_whitelist_clients: 0,
                 ..settings()
             }),
+            ..Default::default()
         },
         Arc::new(BrokenStore),
         Arc::new(FakeClock::new(UnixTime(T0))),

@@ -12,13 +12,17 @@ use super::{
     AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey, GreylistTimes, Store,
     StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord,
 };
+use crate::account::AccountRecord;
 use crate::clock::UnixTime;
+use crate::limits::gcra::{self, GcraState, Mode, Outcome, Window};
 
 /// A volatile store (see the module docs).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     triplets: Mutex<HashMap<String, TripletRecord>>,
     clients: Mutex<HashMap<IpAddr, AwlRecord>>,
+    limits: Mutex<HashMap<String, GcraState>>,
+    accounts: Mutex<HashMap<String, AccountRecord>>,
 }
 
 /// Locks a map; a poisoned lock (a panic elsewhere while holding it) still holds consistent
@@ -129,6 +133,7 @@ impl Store for MemoryStore {
             map.retain(|_, r| !r.expired(now, times.max_age));
             stats.clients_removed = (before - map.len()) as u64;
         }
+        lock(&self.limits).retain(|_, s| s.idle_at > now);
         ready(stats)
     }
 
@@ -140,5 +145,62 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         ready(())
+    }
+
+    fn limit_apply<'a>(
+        &'a self,
+        key: &'a str,
+        windows: &'a [Window],
+        now: UnixTime,
+        cost: u64,
+        mode: Mode,
+    ) -> StoreFuture<'a, Outcome> {
+        let mut map = lock(&self.limits);
+        let (outcome, new) = gcra::apply(map.get(key), windows, now, cost, mode);
+        if let Some(new) = new {
+            map.insert(key.to_owned(), new);
+        }
+        ready(outcome)
+    }
+
+    fn limit_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<GcraState>> {
+        ready(lock(&self.limits).get(key).cloned())
+    }
+
+    fn limit_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        ready(lock(&self.limits).remove(key).is_some())
+    }
+
+    fn account_get<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<AccountRecord>> {
+        ready(lock(&self.accounts).get(user).cloned())
+    }
+
+    fn account_put<'a>(&'a self, user: &'a str, record: AccountRecord) -> StoreFuture<'a, ()> {
+        let mut map = lock(&self.accounts);
+        if record.is_empty() {
+            map.remove(user);
+        } else {
+            map.insert(user.to_owned(), record);
+        }
+        ready(())
+    }
+
+    fn account_hold<'a>(&'a self, user: &'a str, queue_id: &'a str) -> StoreFuture<'a, ()> {
+        lock(&self.accounts)
+            .entry(user.to_owned())
+            .or_insert_with(|| AccountRecord {
+                locked: None,
+                held: Vec::new(),
+            })
+            .add_held(queue_id);
+        ready(())
+    }
+
+    fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
+        let map = lock(&self.accounts);
+        let mut list: Vec<_> = map.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.truncate(limit);
+        ready(list)
     }
 }

@@ -23,7 +23,9 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
+use crate::account::AccountRecord;
 use crate::clock::UnixTime;
+use crate::limits::gcra::{GcraState, Mode, Outcome, Window};
 
 /// The future every [`Store`] method returns: boxed so the trait stays dyn-compatible
 /// (`Arc<dyn Store>`), `Send` so it can be awaited inside spawned tasks.
@@ -276,4 +278,61 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Makes every update so far durable (graceful shutdown, tests). A no-op for stores that
     /// write through.
     fn flush(&self) -> StoreFuture<'_, ()>;
+    // Rate limits and accounts (crate::limits, crate::account). Default bodies refuse, so a
+    // backend without them fails open (the policy answers its fail-open action).
+
+    /// Atomically applies [`crate::limits::gcra::apply`] to the GCRA state of `key` and stores
+    /// the result. Entries whose `idle_at` has passed equal no entry and may be expired.
+    fn limit_apply<'a>(
+        &'a self,
+        key: &'a str,
+        windows: &'a [Window],
+        now: UnixTime,
+        cost: u64,
+        mode: Mode,
+    ) -> StoreFuture<'a, Outcome> {
+        let _ = (key, windows, now, cost, mode);
+        unsupported("rate limits")
+    }
+
+    /// The GCRA state of `key` (admin, tests).
+    fn limit_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<GcraState>> {
+        let _ = key;
+        unsupported("rate limits")
+    }
+
+    /// Forgets the GCRA state of `key` (admin: `account unlock` resets the account's limits).
+    fn limit_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        let _ = key;
+        unsupported("rate limits")
+    }
+
+    /// The record of account `user` (already normalised by [`crate::account::account_key`]).
+    fn account_get<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<AccountRecord>> {
+        let _ = user;
+        unsupported("accounts")
+    }
+
+    /// Stores the record of `user`; an empty record ([`AccountRecord::is_empty`]) deletes it.
+    fn account_put<'a>(&'a self, user: &'a str, record: AccountRecord) -> StoreFuture<'a, ()> {
+        let _ = (user, record);
+        unsupported("accounts")
+    }
+
+    /// Atomically adds a held queue id to `user`'s record (creating an unlocked one).
+    fn account_hold<'a>(&'a self, user: &'a str, queue_id: &'a str) -> StoreFuture<'a, ()> {
+        let _ = (user, queue_id);
+        unsupported("accounts")
+    }
+
+    /// Up to `limit` account records (admin listing).
+    fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
+        let _ = limit;
+        unsupported("accounts")
+    }
+}
+
+fn unsupported<'a, T: Send + 'a>(what: &str) -> StoreFuture<'a, T> {
+    let e = StoreError::Unavailable(format!("{what} are not supported by this store backend"));
+    Box::pin(std::future::ready(Err(e)))
 }

@@ -164,6 +164,7 @@ impl Config {
         PolicySettings {
             lists: self.lists.clone(),
             greylist: self.greylist.clone(),
+            ..Default::default()
         }
     }
 }
