@@ -127,6 +127,8 @@ pub struct Filter {
     ignore: Vec<Matcher>,
     fail_set: Option<regex::RegexSet>,
     prefilter: Option<Prefilter>,
+    /// Required literals of the prefregex: a line without any cannot pass it.
+    pref_literals: Option<aho_corasick::AhoCorasick>,
     dates: DateDetector,
     check_all: bool,
     lines: VecDeque<String>,
@@ -273,6 +275,10 @@ impl Filter {
             None
         };
         let prefilter = Prefilter::build(&fail);
+        let pref_literals = pref
+            .as_ref()
+            .and_then(|p| crate::literals::required(p.relaxed_pattern()))
+            .and_then(|lits| aho_corasick::AhoCorasick::new(lits).ok());
         let dates = DateDetector::new(&def.datepattern, opts.timezone.clone()).map_err(
             |(pattern, message)| FilterError::DatePattern {
                 file: def.file.clone(),
@@ -287,6 +293,7 @@ impl Filter {
             ignore,
             fail_set,
             prefilter,
+            pref_literals,
             dates,
             check_all: opts.check_all,
             lines: VecDeque::new(),
@@ -373,6 +380,11 @@ impl Filter {
             None => u64::MAX,
         };
         if mask == 0 {
+            return result;
+        }
+        if let Some(ac) = &self.pref_literals
+            && !ac.is_match(buffer)
+        {
             return result;
         }
         let mut pre: Groups = Vec::new();

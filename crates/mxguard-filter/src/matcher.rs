@@ -30,8 +30,88 @@ pub struct Matcher {
     relaxed: regex::Regex,
     names: Vec<String>,
     relaxed_names: Vec<String>,
-    /// All guard literals of the backtracking constructs, if every construct has one.
-    guards: Option<Vec<memchr::memmem::Finder<'static>>>,
+    /// Per-line linearization of the backtracking constructs (see [`Linearizer`]).
+    linear_plan: Option<Linearizer>,
+}
+
+type Finder = memchr::memmem::Finder<'static>;
+
+fn any_in(finders: &[Finder], hay: &[u8]) -> bool {
+    finders.iter().any(|f| f.find(hay).is_some())
+}
+
+/// Decides, from the literals present in a line, how every look-around / back-reference /
+/// conditional behaves on it, and then runs a precompiled `regex`-crate variant instead of the
+/// backtracking engine. A construct is decided when its guard (the literal run right before it)
+/// is absent (unreachable: any variant is exact), or, for a top-level look-around, when its body
+/// needs a literal the line lacks (a positive one always fails: "never" slot; a negative one
+/// always succeeds: empty slot). Anything undecided falls back to fancy-regex.
+#[derive(Debug)]
+struct Linearizer {
+    /// Per construct: guard finder, and (slot, positive, body literal finders) for look-arounds.
+    constructs: Vec<(Option<Finder>, Option<(usize, bool, Vec<Finder>)>)>,
+    /// Variant per fail-mask over the slots (2^slots entries).
+    variants: Vec<regex::Regex>,
+}
+
+impl Linearizer {
+    const MAX_SLOTS: usize = 3;
+
+    fn new(t: &Translated) -> Option<Linearizer> {
+        let slots = t.looks.iter().flatten().count();
+        if slots > Self::MAX_SLOTS {
+            return None;
+        }
+        let mut constructs = Vec::new();
+        for (g, l) in t.guards.iter().zip(&t.looks) {
+            let guard = g
+                .as_ref()
+                .map(|g| memchr::memmem::Finder::new(g.as_bytes()).into_owned());
+            let look = l.as_ref().and_then(|l| {
+                l.inner.as_ref().map(|lits| {
+                    let f = lits
+                        .iter()
+                        .map(|x| memchr::memmem::Finder::new(x.as_bytes()).into_owned())
+                        .collect();
+                    (l.slot, l.positive, f)
+                })
+            });
+            if guard.is_none() && look.is_none() {
+                return None; // can never be decided
+            }
+            constructs.push((guard, look));
+        }
+        let mut variants = Vec::new();
+        for mask in 0..(1u64 << slots) {
+            let p = crate::translate::instantiate(&t.relaxed_template, mask);
+            variants.push(build_linear(&p).ok()?);
+        }
+        Some(Linearizer {
+            constructs,
+            variants,
+        })
+    }
+
+    /// The variant that is exact on `hay`, if every construct is decided.
+    fn pick(&self, hay: &[u8]) -> Option<&regex::Regex> {
+        let mut mask = 0u64;
+        for (guard, look) in &self.constructs {
+            if let Some(g) = guard
+                && g.find(hay).is_none()
+            {
+                continue;
+            }
+            match look {
+                Some((slot, positive, body)) if !any_in(body, hay) => {
+                    if *positive {
+                        mask |= 1 << slot;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        self.variants.get(usize::try_from(mask).ok()?)
+    }
 }
 
 /// Outcome of a search that may hit the backtracking budget.
@@ -86,20 +166,14 @@ impl Matcher {
             .capture_names()
             .map(|n| n.unwrap_or("").to_string())
             .collect();
-        let guards = if fancy.is_some() && t.guards.iter().all(Option::is_some) {
-            Some(
-                t.guards
-                    .iter()
-                    .flatten()
-                    .map(|g| memchr::memmem::Finder::new(g.as_bytes()).into_owned())
-                    .collect(),
-            )
+        let linear_plan = if fancy.is_some() {
+            Linearizer::new(&t)
         } else {
             None
         };
         Ok(Matcher {
             relaxed_names,
-            guards,
+            linear_plan,
             source: python.to_string(),
             translated: t,
             linear,
@@ -154,11 +228,13 @@ impl Matcher {
         let Some(f) = &self.fancy else {
             return Found::No;
         };
-        if let Some(guards) = &self.guards
-            && !guards.iter().any(|g| g.find(hay.as_bytes()).is_some())
+        if let Some(variant) = self
+            .linear_plan
+            .as_ref()
+            .and_then(|p| p.pick(hay.as_bytes()))
         {
-            // No path can reach a look-around/back-reference here: the linear superset is exact.
-            return match self.relaxed.captures(hay) {
+            // Every construct is decided on this line: the variant is exact here.
+            return match variant.captures(hay) {
                 Some(c) => Found::Yes(collect_named(&self.relaxed_names, |i| {
                     c.get(i).map(|m| m.as_str())
                 })),
@@ -217,6 +293,19 @@ mod tests {
             m.find("lost EHLO"),
             Found::Yes(vec![("c".into(), "EHLO".into())])
         );
+        // decided look-arounds: positive body literal absent: fails; negative: succeeds
+        let m = Matcher::new(r"^d(?= .* auth=0/)(?P<r>.*)$|^l(?!.*DATA)(?P<s>.*)$", false).unwrap();
+        assert!(m.linear_plan.is_some());
+        assert_eq!(m.find("d x auth=1/1"), Found::No);
+        assert_eq!(
+            m.find("d x auth=0/1"),
+            Found::Yes(vec![("r".into(), " x auth=0/1".into())])
+        );
+        assert_eq!(
+            m.find("l EHLO"),
+            Found::Yes(vec![("s".into(), " EHLO".into())])
+        );
+        assert_eq!(m.find("l DATA"), Found::No);
     }
 
     #[test]

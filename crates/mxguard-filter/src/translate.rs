@@ -27,6 +27,46 @@ pub struct Translated {
     /// When every construct has one and none occurs in a line, no match can involve them, so
     /// `relaxed` gives exactly the same match and groups as `exact` on that line.
     pub guards: Vec<Option<String>>,
+    /// Parallel to `guards`: what is known about each top-level look-around (None for
+    /// back-references, conditionals and nested look-arounds).
+    pub looks: Vec<Option<LookInfo>>,
+    /// `relaxed` with each top-level look-around as a placeholder `\u{F8F0}N\u{F8F1}` (slot N), so
+    /// that variants can replace it with "always true" or "never true".
+    pub relaxed_template: String,
+}
+
+/// A look-around whose outcome a line's literals may decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookInfo {
+    /// `(?=`/`(?<=` (true) or `(?!`/`(?<!` (false).
+    pub positive: bool,
+    /// Literals one of which every match of the look-around's body contains.
+    pub inner: Option<Vec<String>>,
+    /// Placeholder number in `relaxed_template`.
+    pub slot: usize,
+}
+
+/// Placeholder delimiters in `relaxed_template` (private-use characters).
+pub const SLOT_OPEN: char = '\u{F8F0}';
+/// See [`SLOT_OPEN`].
+pub const SLOT_CLOSE: char = '\u{F8F1}';
+
+/// `relaxed_template` with slot `i` replaced by `(?:)` or, if bit `i` of `fail` is set, by a class
+/// that never matches.
+pub fn instantiate(template: &str, fail: u64) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(p) = rest.find(SLOT_OPEN) {
+        out.push_str(rest.get(..p).unwrap_or(""));
+        let after = rest.get(p + SLOT_OPEN.len_utf8()..).unwrap_or("");
+        let end = after.find(SLOT_CLOSE).unwrap_or(after.len());
+        let slot: u32 = after.get(..end).unwrap_or("").parse().unwrap_or(0);
+        let never = slot < 64 && fail & (1u64 << slot) != 0;
+        out.push_str(if never { r"[^\s\S]" } else { "(?:)" });
+        rest = after.get(end + SLOT_CLOSE.len_utf8()..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Translated {
@@ -43,12 +83,17 @@ pub fn translate(py: &str) -> Result<Translated, String> {
         pos: 0,
         reasons: Vec::new(),
         guards: Vec::new(),
+        looks: Vec::new(),
+        slots: 0,
+        in_look: 0,
         run: String::new(),
         icase_seen: false,
     };
     let mut exact = String::with_capacity(py.len() + 16);
     let mut relaxed = String::with_capacity(py.len() + 16);
     w.seq(&mut exact, &mut relaxed, 0)?;
+    let template = relaxed.clone();
+    let relaxed = instantiate(&template, 0);
     if w.pos < w.s.len() {
         return Err(format!("unbalanced ')' at offset {}", w.pos));
     }
@@ -58,6 +103,8 @@ pub fn translate(py: &str) -> Result<Translated, String> {
         relaxed,
         fancy_reasons: w.reasons,
         guards: w.guards,
+        looks: w.looks,
+        relaxed_template: template,
     })
 }
 
@@ -66,6 +113,9 @@ struct Walker {
     pos: usize,
     reasons: Vec<String>,
     guards: Vec<Option<String>>,
+    looks: Vec<Option<LookInfo>>,
+    slots: usize,
+    in_look: usize,
     /// Literal characters matched just before the current position in the current sequence.
     run: String,
     /// A case-insensitive flag appeared: literals after it are no longer exact guards.
@@ -159,6 +209,7 @@ impl Walker {
     fn guard(&mut self, run: &str) {
         let ok = run.chars().count() >= 3 && !self.icase_seen;
         self.guards.push(ok.then(|| run.to_string()));
+        self.looks.push(None);
     }
 
     fn group(
@@ -179,17 +230,46 @@ impl Walker {
             if self.starts(lit) {
                 self.reasons.push(format!("{what} at offset {at}"));
                 self.guard(&run);
+                let idx = self.looks.len() - 1;
+                let top = self.in_look == 0;
                 self.pos += lit.chars().count();
                 e.push_str(lit);
                 let mut sink = String::new();
-                self.seq(e, &mut sink, depth + 1)?;
+                self.in_look += 1;
+                let inner = self.seq(e, &mut sink, depth + 1);
+                self.in_look -= 1;
+                inner?;
+                if top {
+                    let slot = self.slots;
+                    self.slots += 1;
+                    let inner = if self.icase_seen {
+                        None
+                    } else {
+                        crate::literals::required(&instantiate(&sink, 0))
+                    };
+                    if let Some(l) = self.looks.get_mut(idx) {
+                        *l = Some(LookInfo {
+                            positive: !lit.contains('!'),
+                            inner,
+                            slot,
+                        });
+                    }
+                }
                 if self.peek(0) != Some(')') {
                     return Err(format!("missing ')' for group at offset {at}"));
                 }
                 self.pos += 1;
                 e.push(')');
-                // an empty group, so that a quantifier after the look-around stays valid
-                r.push_str("(?:)");
+                // an empty group (so that a quantifier after the look-around stays valid), or
+                // a slot placeholder that becomes one
+                match self.looks.get(idx).and_then(Option::as_ref) {
+                    Some(info) if top => {
+                        r.push(SLOT_OPEN);
+                        r.push_str(&info.slot.to_string());
+                        r.push(SLOT_CLOSE);
+                    }
+                    _ => r.push_str("(?:)"),
+                }
                 return Ok(());
             }
         }
@@ -513,6 +593,16 @@ mod tests {
         );
         let t = translate(r"ab(?!x)c?d(?=y)(?i:z)abc(?!q)").unwrap();
         assert_eq!(t.guards, vec![None, None, None]);
+        let t = translate(r"x(?= auth=0/)y(?!(?:DATA|AUTH)\b)").unwrap();
+        let l0 = t.looks[0].clone().unwrap();
+        assert!(l0.positive);
+        assert_eq!(l0.inner, Some(vec![" auth=0/".to_string()]));
+        assert_eq!(
+            t.looks[1].clone().unwrap().inner,
+            Some(vec!["AUTH".into(), "DATA".into()])
+        );
+        assert_eq!(instantiate(&t.relaxed_template, 1), r"x[^\s\S]y(?:)");
+        assert!(regex::Regex::new(&instantiate(&t.relaxed_template, 3)).is_ok());
     }
 
     #[test]
