@@ -36,6 +36,9 @@ pub struct Matcher {
 
 type Finder = memchr::memmem::Finder<'static>;
 
+/// A decidable look-around: (slot, positive, finders for its body's required literals).
+type LookPlan = (usize, bool, Vec<Finder>);
+
 fn any_in(finders: &[Finder], hay: &[u8]) -> bool {
     finders.iter().any(|f| f.find(hay).is_some())
 }
@@ -49,7 +52,7 @@ fn any_in(finders: &[Finder], hay: &[u8]) -> bool {
 #[derive(Debug)]
 struct Linearizer {
     /// Per construct: guard finder, and (slot, positive, body literal finders) for look-arounds.
-    constructs: Vec<(Option<Finder>, Option<(usize, bool, Vec<Finder>)>)>,
+    constructs: Vec<(Option<Finder>, Option<LookPlan>)>,
     /// Variant per fail-mask over the slots (2^slots entries).
     variants: Vec<regex::Regex>,
 }
