@@ -9,6 +9,7 @@ use mxguard::audit::dovecot::DovecotConfig;
 use mxguard::audit::fail2ban::Fail2banConfig;
 use mxguard::audit::mxconfig::MxguardConfig;
 use mxguard::audit::postfix::PostfixConfig;
+use mxguard::audit::spamassassin::SpamAssassinConfig;
 use mxguard::audit::{Inputs, audit, report};
 use proptest::prelude::*;
 
@@ -75,6 +76,7 @@ proptest! {
             dovecot: dc,
             fail2ban: f2b_ok.then_some(f2b),
             mxguard: MxguardConfig::parse(&jail, "m.toml").ok(),
+            spamassassin: SpamAssassinConfig::parse(&raw, "local.cf").ok(),
         };
         let findings = audit(&inputs);
         let text = report::text(&findings, &[]);

@@ -115,6 +115,7 @@ fn load(variant: &Variant, case: &Case) -> (tempfile::TempDir, Inputs) {
         ("dovecot.conf", "dovecot.conf"),
         ("fail2ban/jail.local", "jail.local"),
         ("mxguard.toml", "mxguard.toml"),
+        ("local.cf", "local.cf"),
     ];
     std::fs::create_dir_all(tmp.path().join("fail2ban")).unwrap();
     for (path, key) in files {
@@ -144,6 +145,7 @@ fn load(variant: &Variant, case: &Case) -> (tempfile::TempDir, Inputs) {
         ),
         fail2ban: Some(input::load_fail2ban(&t.join("fail2ban")).unwrap()),
         mxguard: Some(input::load_mxguard(&t.join("mxguard.toml")).unwrap()),
+        spamassassin: Some(input::load_spamassassin(&t.join("local.cf")).unwrap()),
     };
     (tmp, inputs)
 }

@@ -461,6 +461,13 @@ pub static RULES: &[RuleInfo] = &[
         "on submission: -o smtpd_client_restrictions=permit_sasl_authenticated,reject; put RBL checks after permit_sasl_authenticated",
     ),
     r(
+        "PF-RDNS-BEFORE-MYNETWORKS",
+        L,
+        "Reverse-DNS check runs before permit_mynetworks: internal hosts without PTR are rejected",
+        "Seed 003: internal 10.x senders have no reverse DNS and were scored RDNS_NONE; postconf(5) reject_unknown_client_hostname / reject_unknown_reverse_client_hostname placed before permit_mynetworks reject your own private-network clients.",
+        "put permit_mynetworks (and permit_sasl_authenticated) before reject_unknown_*client_hostname",
+    ),
+    r(
         "PF-POLICY-DEFAULT-ACTION-FAILOPEN",
         M,
         "Rate-limit policy service fails open",
@@ -722,6 +729,13 @@ pub static RULES: &[RuleInfo] = &[
         "fail2ban ignoreip exempts wide public networks",
         "fail2ban jail.conf ignoreip: listed addresses are never banned; a wide public range exempts attackers too.",
         "ignoreip = 127.0.0.1/8 ::1 <your own hosts>",
+    ),
+    r(
+        "SA-TRUSTED-NETWORKS-UNSET",
+        L,
+        "SpamAssassin does not know the internal networks",
+        "Seed 003: RDNS_NONE and DNSBL rules fired on mail from private 10.x hops because SpamAssassin guessed the trust boundary; Mail::SpamAssassin::Conf trusted_networks/internal_networks.",
+        "local.cf: trusted_networks 10.0.0.0/8 (your relays' private ranges) and internal_networks the same",
     ),
     // ---- mxguard wiring
     r(

@@ -16,6 +16,7 @@ use super::fail2ban::Fail2banConfig;
 use super::mxconfig::MxguardConfig;
 use super::postfix::PostfixConfig;
 use super::postfix_defaults::{Version, parse_version};
+use super::spamassassin::SpamAssassinConfig;
 
 /// Everything the rules look at. Absent components are simply not audited.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,7 @@ pub struct Inputs {
     pub dovecot: Option<DovecotConfig>,
     pub fail2ban: Option<Fail2banConfig>,
     pub mxguard: Option<MxguardConfig>,
+    pub spamassassin: Option<SpamAssassinConfig>,
 }
 
 /// Where the Postfix configuration comes from.
@@ -193,6 +195,11 @@ pub fn load_dovecot(
 /// Loads mxguard.toml.
 pub fn load_mxguard(path: &Path) -> Result<MxguardConfig, AuditError> {
     MxguardConfig::parse(&read_text(path)?, &path.display().to_string())
+}
+
+/// Loads SpamAssassin's local.cf.
+pub fn load_spamassassin(path: &Path) -> Result<SpamAssassinConfig, AuditError> {
+    SpamAssassinConfig::parse(&read_text(path)?, &path.display().to_string())
 }
 
 /// Loads fail2ban's jail files from a directory.

@@ -21,6 +21,7 @@ pub mod postfix;
 pub mod postfix_defaults;
 pub mod report;
 pub mod rules;
+pub mod spamassassin;
 
 pub use catalog::{RULES, RuleInfo, rule_info};
 pub use error::AuditError;
@@ -109,7 +110,7 @@ impl std::fmt::Display for Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Snippet {
     /// Which file the line belongs to: `main.cf`, `master.cf`, `dovecot.conf`, `jail.local`,
-    /// `mxguard.toml`.
+    /// `mxguard.toml`, `local.cf`.
     pub file: &'static str,
     /// The line(s) to add or change.
     pub text: String,

@@ -66,6 +66,9 @@ pub struct AuditArgs {
     /// mxguard configuration file to check the wiring of.
     #[arg(long, value_name = "FILE")]
     pub mxguard_config: Option<PathBuf>,
+    /// SpamAssassin local.cf (trusted_networks/internal_networks).
+    #[arg(long, value_name = "FILE")]
+    pub spamassassin_config: Option<PathBuf>,
     /// Do not audit Postfix (default mode only).
     #[arg(long)]
     pub no_postfix: bool,
@@ -117,8 +120,11 @@ pub fn gather(args: &AuditArgs) -> Result<(Inputs, Vec<String>), AuditError> {
     let explicit_dc = args.dovecot_config.is_some()
         || args.dovecot_instance.is_some()
         || args.doveconf_n.is_some();
-    let explicit =
-        explicit_pf || explicit_dc || args.fail2ban_dir.is_some() || args.mxguard_config.is_some();
+    let explicit = explicit_pf
+        || explicit_dc
+        || args.fail2ban_dir.is_some()
+        || args.mxguard_config.is_some()
+        || args.spamassassin_config.is_some();
     let mut inputs = Inputs::default();
     let mut sources = Vec::new();
 
@@ -179,10 +185,20 @@ pub fn gather(args: &AuditArgs) -> Result<(Inputs, Vec<String>), AuditError> {
         sources.push(m.source.clone());
         inputs.mxguard = Some(m);
     }
+    let sa = args.spamassassin_config.clone().or_else(|| {
+        let p = Path::new("/etc/spamassassin/local.cf");
+        (!explicit && p.exists()).then(|| p.to_path_buf())
+    });
+    if let Some(p) = sa {
+        let c = input::load_spamassassin(&p)?;
+        sources.push(c.source.clone());
+        inputs.spamassassin = Some(c);
+    }
     if inputs.postfix.is_none()
         && inputs.dovecot.is_none()
         && inputs.fail2ban.is_none()
         && inputs.mxguard.is_none()
+        && inputs.spamassassin.is_none()
     {
         return Err(AuditError::Usage(
             "nothing to audit: every component was disabled".into(),

@@ -169,6 +169,25 @@ pub(super) fn check(inputs: &Inputs, out: &mut Vec<Finding>) {
             }
         }
     }
+    if let (Some(sa), Some(pf)) = (&inputs.spamassassin, &inputs.postfix)
+        && sa.trusted_networks.is_empty()
+        && sa.internal_networks.is_empty()
+        && let Some(m) = pf.get(None, "mynetworks")
+    {
+        let private: Vec<_> = net::entries(&m)
+            .into_iter()
+            .filter_map(|e| match e {
+                NetEntry::Net(n) if net::is_private(&n) && !net::is_loopback(&n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        if !private.is_empty() {
+            out.push(
+                finding("SA-TRUSTED-NETWORKS-UNSET", Location { file: sa.source.clone(), service: None, line: None }, "trusted_networks", "(unset)", format!("Postfix trusts the private networks {} but SpamAssassin has no trusted_networks/internal_networks: their hops get RDNS_NONE and DNSBL hits", net::show(&private)))
+                    .snip("local.cf", format!("trusted_networks {}\ninternal_networks {}", net::show(&private), net::show(&private))),
+            );
+        }
+    }
     if let Some(mx) = &inputs.mxguard {
         let loc = Location {
             file: mx.source.clone(),

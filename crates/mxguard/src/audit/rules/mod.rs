@@ -117,7 +117,7 @@ mod tests {
             include_str!("cross.rs"),
         ]
         .join("\n");
-        let re = regex::Regex::new(r#""((?:PF|DV|XC|XX|F2B|MX)-[A-Z0-9-]+)""#).unwrap();
+        let re = regex::Regex::new(r#""((?:PF|DV|XC|XX|F2B|MX|SA)-[A-Z0-9-]+)""#).unwrap();
         let used: std::collections::BTreeSet<&str> = re
             .captures_iter(&sources)
             .map(|c| c.get(1).unwrap().as_str())

@@ -200,6 +200,22 @@ fn policy_checks(pf: &PostfixConfig, out: &mut Vec<Finding>) {
                 {
                     out.push(finding("PF-RBL-ON-SUBMISSION", pf.loc_for(&svc, &[list]), list, pf.shown(s, list), format!("'{}' runs before permit_sasl_authenticated on {}", r.text(), svc.id())).snip("master.cf", format!("{} inet n - y - - smtpd\n  -o smtpd_client_restrictions=permit_sasl_authenticated,reject", svc.name)));
                 }
+                if (r.name == "reject_unknown_client_hostname" || r.name == "reject_unknown_reverse_client_hostname")
+                    && permit_seen.is_none()
+                    && items.iter().any(|x| x.name == "permit_mynetworks")
+                    && pf.get(s, "mynetworks").is_some_and(|m| {
+                        super::super::net::entries(&m).iter().any(|e| matches!(e, super::super::net::NetEntry::Net(n) if super::super::net::is_private(n) && !super::super::net::is_loopback(n)))
+                    })
+                {
+                    let key = (list.to_string(), r.name.clone(), pf.loc_for(&svc, &[list]));
+                    if !reported.contains(&key) {
+                        reported.push(key);
+                        out.push(
+                            finding("PF-RDNS-BEFORE-MYNETWORKS", pf.loc_for(&svc, &[list]), list, pf.shown(s, list), format!("'{}' comes before permit_mynetworks while mynetworks lists private networks", r.name))
+                                .snip("main.cf", format!("{list} = permit_mynetworks, permit_sasl_authenticated, {}", r.name)),
+                        );
+                    }
+                }
                 if r.name != "check_policy_service" {
                     continue;
                 }
