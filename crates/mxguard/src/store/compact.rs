@@ -353,6 +353,10 @@ impl ClientMap {
         self.shards.iter().map(|s| lock(s).map.len()).sum()
     }
 
+    pub(crate) fn pending_len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).pending.len()).sum()
+    }
+
     pub(crate) fn take_pending(&self) -> Vec<(IpAddr, Pending<AwlRecord>)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {

@@ -13,6 +13,11 @@
 //! has told the store its greylist times ([`EmbeddedStore::set_expiry`]); it locks one shard
 //! at a time, so requests never wait for the whole pass.
 //!
+//! Rate-limit GCRA states and account records (locks, held queue ids) use the same
+//! write-behind path with readable keys ([`super::keyed`]); an account change wakes the
+//! flusher at once instead of waiting for the next tick, so an admin lock is on disk within
+//! milliseconds.
+//!
 //! What it does not do: share state between hosts (that is the Redis backend), or keep the
 //! triplet key text in memory (admin listings read it back from disk after a flush).
 
@@ -23,6 +28,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mxguard_engine::account::AccountRecord;
+use mxguard_engine::limits::gcra::{self, GcraState, Mode, Outcome, Window};
 use mxguard_engine::store::{
     AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey, GreylistTimes, KeyHash, Store,
     StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord, keyed_hash128,
@@ -30,12 +37,18 @@ use mxguard_engine::store::{
 use mxguard_engine::{Clock, UnixTime};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::codec::{decode_account, decode_gcra, encode_account, encode_gcra};
 use super::compact::{ClientMap, Key128, Pending, TripletMap, TripletWrite};
+use super::keyed::{Change, KeyedMap};
 
 /// Triplet key hash -> (first, last, key text).
 const TRIPLETS: TableDefinition<u128, (u64, u64, &str)> = TableDefinition::new("greylist_triplets");
 /// Client address (text) -> (count, last).
 const CLIENTS: TableDefinition<&str, (u32, u64)> = TableDefinition::new("greylist_clients");
+/// Rate-limit key -> GCRA state ([`super::codec`]).
+const LIMITS: TableDefinition<&str, &[u8]> = TableDefinition::new("limits");
+/// Account (normalised SASL user) -> account record ([`super::codec`]).
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 /// Store metadata: `format` (version), `seed` (the 16-byte hash key).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -67,6 +80,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     triplets: TripletMap,
     clients: ClientMap,
+    limits: KeyedMap<GcraState>,
+    accounts: KeyedMap<AccountRecord>,
+    /// Set when a change should be written without waiting for the next tick.
+    urgent: AtomicBool,
     /// Serialises batches (flusher thread and explicit `flush`).
     flush_lock: Mutex<()>,
     /// The greylist times for background expiry, and when it runs next.
@@ -140,6 +157,9 @@ impl EmbeddedStore {
             clock,
             triplets: TripletMap::new(),
             clients: ClientMap::new(),
+            limits: KeyedMap::new(),
+            accounts: KeyedMap::new(),
+            urgent: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
             expiry: Mutex::new(None),
             stop: Mutex::new(false),
@@ -179,6 +199,9 @@ impl EmbeddedStore {
     /// Changes waiting for the next batch.
     pub fn pending_writes(&self) -> usize {
         self.inner.triplets.pending_len()
+            + self.inner.clients.pending_len()
+            + self.inner.limits.pending_len()
+            + self.inner.accounts.pending_len()
     }
 
     /// The error of the last failed batch, cleared by the next successful one. Failed batches
@@ -233,6 +256,8 @@ fn init_meta(db: &Database) -> Result<[u64; 2], StoreError> {
         let mut meta = txn.open_table(META).map_err(io("meta table"))?;
         txn.open_table(TRIPLETS).map_err(io("triplets table"))?;
         txn.open_table(CLIENTS).map_err(io("clients table"))?;
+        txn.open_table(LIMITS).map_err(io("limits table"))?;
+        txn.open_table(ACCOUNTS).map_err(io("accounts table"))?;
         let format = meta
             .get("format")
             .map_err(io("meta"))?
@@ -305,6 +330,16 @@ fn load(inner: &Inner) -> Result<(), StoreError> {
             },
         );
     }
+    let table = txn.open_table(LIMITS).map_err(io("limits table"))?;
+    for row in table.iter().map_err(io("reading limits"))? {
+        let (k, v) = row.map_err(io("reading limits"))?;
+        inner.limits.load(k.value(), decode_gcra(v.value())?);
+    }
+    let table = txn.open_table(ACCOUNTS).map_err(io("accounts table"))?;
+    for row in table.iter().map_err(io("reading accounts"))? {
+        let (k, v) = row.map_err(io("reading accounts"))?;
+        inner.accounts.load(k.value(), decode_account(v.value())?);
+    }
     Ok(())
 }
 
@@ -313,14 +348,22 @@ fn flush_batch(inner: &Inner) -> Result<usize, StoreError> {
     let _guard = lock(&inner.flush_lock);
     let mut triplets = inner.triplets.take_pending();
     let clients = inner.clients.take_pending();
+    let limits = inner.limits.take_pending();
+    let accounts = inner.accounts.take_pending();
     // Keys are random hashes: writing them in key order walks the B-tree's pages in order
     // instead of jumping between them at random.
     triplets.sort_unstable_by_key(|(k, _)| KeyHash::from(*k));
-    if triplets.is_empty() && clients.is_empty() {
+    if triplets.is_empty() && clients.is_empty() && limits.is_empty() && accounts.is_empty() {
         return Ok(0);
     }
-    let n = triplets.len() + clients.len();
-    match write_batch(&inner.db, &triplets, &clients) {
+    let n = triplets.len() + clients.len() + limits.len() + accounts.len();
+    let batch = Batch {
+        triplets: &triplets,
+        clients: &clients,
+        limits: &limits,
+        accounts: &accounts,
+    };
+    match write_batch(&inner.db, &batch) {
         Ok(()) => {
             *lock(&inner.last_error) = None;
             Ok(n)
@@ -328,17 +371,29 @@ fn flush_batch(inner: &Inner) -> Result<usize, StoreError> {
         Err(e) => {
             inner.triplets.requeue(triplets);
             inner.clients.requeue(clients);
+            inner.limits.requeue(limits);
+            inner.accounts.requeue(accounts);
             *lock(&inner.last_error) = Some(e.to_string());
             Err(e)
         }
     }
 }
 
-fn write_batch(
-    db: &Database,
-    triplets: &[(Key128, Pending<TripletWrite>)],
-    clients: &[(IpAddr, Pending<AwlRecord>)],
-) -> Result<(), StoreError> {
+/// The changes of one batch.
+struct Batch<'a> {
+    triplets: &'a [(Key128, Pending<TripletWrite>)],
+    clients: &'a [(IpAddr, Pending<AwlRecord>)],
+    limits: &'a [(Box<str>, Pending<GcraState>)],
+    accounts: &'a [(Box<str>, Pending<AccountRecord>)],
+}
+
+fn write_batch(db: &Database, batch: &Batch<'_>) -> Result<(), StoreError> {
+    let Batch {
+        triplets,
+        clients,
+        limits,
+        accounts,
+    } = *batch;
     let txn = db.begin_write().map_err(io("begin"))?;
     {
         let mut table = txn.open_table(TRIPLETS).map_err(io("triplets table"))?;
@@ -369,6 +424,34 @@ fn write_batch(
                 }
             }
         }
+        let mut table = txn.open_table(LIMITS).map_err(io("limits table"))?;
+        for (k, op) in limits {
+            match op {
+                Pending::Put(state) => {
+                    let bytes = encode_gcra(state);
+                    table
+                        .insert(&**k, bytes.as_slice())
+                        .map_err(io("writing a rate limit"))?;
+                }
+                Pending::Delete => {
+                    table.remove(&**k).map_err(io("deleting a rate limit"))?;
+                }
+            }
+        }
+        let mut table = txn.open_table(ACCOUNTS).map_err(io("accounts table"))?;
+        for (k, op) in accounts {
+            match op {
+                Pending::Put(rec) => {
+                    let bytes = encode_account(rec);
+                    table
+                        .insert(&**k, bytes.as_slice())
+                        .map_err(io("writing an account"))?;
+                }
+                Pending::Delete => {
+                    table.remove(&**k).map_err(io("deleting an account"))?;
+                }
+            }
+        }
     }
     txn.commit().map_err(io("commit"))
 }
@@ -379,11 +462,14 @@ fn flusher_loop(inner: &Inner) {
             let stop = lock(&inner.stop);
             if *stop {
                 true
+            } else if inner.urgent.swap(false, Ordering::SeqCst) {
+                false
             } else {
                 let (stop, _) = inner
                     .wake
                     .wait_timeout(stop, FLUSH_INTERVAL)
                     .unwrap_or_else(|e| e.into_inner());
+                inner.urgent.store(false, Ordering::SeqCst);
                 *stop
             }
         };
@@ -421,10 +507,19 @@ fn run_expiry_if_due(inner: &Inner) {
 }
 
 fn expire(inner: &Inner, now: UnixTime, times: GreylistTimes) -> ExpireStats {
+    // A drained GCRA state equals no state (gcra module docs): drop it.
+    inner.limits.retain(|s| s.idle_at > now);
     ExpireStats {
         triplets_removed: inner.triplets.expire(now, &times),
         clients_removed: inner.clients.expire(now, times.max_age),
     }
+}
+
+/// Asks the flusher to write the next batch now (account changes: locks must not wait).
+fn wake_flusher(inner: &Inner) {
+    inner.urgent.store(true, Ordering::SeqCst);
+    let _stop = lock(&inner.stop);
+    inner.wake.notify_all();
 }
 
 fn ready<'a, T: Send + 'a>(v: Result<T, StoreError>) -> StoreFuture<'a, T> {
@@ -530,5 +625,62 @@ impl Store for EmbeddedStore {
     /// never on the request path.
     fn flush(&self) -> StoreFuture<'_, ()> {
         ready(flush_batch(&self.inner).map(|_| ()))
+    }
+
+    fn limit_apply<'a>(
+        &'a self,
+        key: &'a str,
+        windows: &'a [Window],
+        now: UnixTime,
+        cost: u64,
+        mode: Mode,
+    ) -> StoreFuture<'a, Outcome> {
+        let outcome = self.inner.limits.update(key, |old| {
+            let (outcome, new) = gcra::apply(old, windows, now, cost, mode);
+            (outcome, new.map_or(Change::Keep, Change::Put))
+        });
+        ready(Ok(outcome))
+    }
+
+    fn limit_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<GcraState>> {
+        ready(Ok(self.inner.limits.get(key)))
+    }
+
+    fn limit_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        ready(Ok(self.inner.limits.remove(key)))
+    }
+
+    fn account_get<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<AccountRecord>> {
+        ready(Ok(self.inner.accounts.get(user)))
+    }
+
+    fn account_put<'a>(&'a self, user: &'a str, record: AccountRecord) -> StoreFuture<'a, ()> {
+        self.inner.accounts.update(user, |_| {
+            let change = if record.is_empty() {
+                Change::Delete
+            } else {
+                Change::Put(record)
+            };
+            ((), change)
+        });
+        wake_flusher(&self.inner);
+        ready(Ok(()))
+    }
+
+    fn account_hold<'a>(&'a self, user: &'a str, queue_id: &'a str) -> StoreFuture<'a, ()> {
+        self.inner.accounts.update(user, |old| {
+            let mut rec = old.cloned().unwrap_or(AccountRecord {
+                locked: None,
+                held: Vec::new(),
+            });
+            rec.add_held(queue_id);
+            ((), Change::Put(rec))
+        });
+        wake_flusher(&self.inner);
+        ready(Ok(()))
+    }
+
+    fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
+        ready(Ok(self.inner.accounts.list(limit)))
     }
 }

@@ -7,8 +7,10 @@
 //! The service builds one from `[store] type = "..."` and hands it to the engine as
 //! `Arc<dyn Store>`.
 
+mod codec;
 mod compact;
 pub mod embedded;
+mod keyed;
 
 pub use embedded::EmbeddedStore;
 

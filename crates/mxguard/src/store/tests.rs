@@ -352,3 +352,56 @@ fn rss_one_million() {
         block_on(s.counts()).expect("counts")
     );
 }
+
+#[test]
+fn limits_and_accounts_survive_a_crash_once_written() {
+    use mxguard_engine::account::{AccountRecord, Lock, LockedBy};
+    use mxguard_engine::limits::gcra::{Mode, Window};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::new(UnixTime(T0));
+    let s = open(dir.path(), &clock);
+    let windows = [Window::new(2, 3600)];
+    for expected in [true, true, false] {
+        let o = block_on(s.limit_apply("sasl:joe", &windows, UnixTime(T0), 1, Mode::Conform))
+            .expect("limit");
+        assert_eq!(o.allowed, expected);
+    }
+    let rec = AccountRecord {
+        locked: Some(Lock {
+            since: UnixTime(T0),
+            by: LockedBy::Admin,
+            reason: "test".into(),
+        }),
+        held: vec![],
+    };
+    block_on(s.account_put("joe", rec.clone())).expect("put");
+    block_on(s.account_hold("joe", "4ABC123")).expect("hold");
+    // An account change wakes the flusher at once; wait (bounded) for the batch.
+    for _ in 0..100 {
+        if s.pending_writes() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.pending_writes(), 0);
+    let state = block_on(s.limit_get("sasl:joe")).expect("get");
+    s.simulate_crash();
+    let s = open(dir.path(), &clock);
+    let mut want = rec;
+    want.held.push("4ABC123".into());
+    assert_eq!(block_on(s.account_get("joe")).expect("get"), Some(want));
+    assert_eq!(block_on(s.limit_get("sasl:joe")).expect("get"), state);
+    let o = block_on(s.limit_apply("sasl:joe", &windows, UnixTime(T0), 1, Mode::Conform))
+        .expect("limit");
+    assert!(!o.allowed, "the limit state came back from disk");
+    // An empty record deletes the account; expiry drops drained limit states.
+    let empty = AccountRecord {
+        locked: None,
+        held: vec![],
+    };
+    block_on(s.account_put("joe", empty)).expect("put");
+    assert_eq!(block_on(s.account_list(10)).expect("list"), vec![]);
+    block_on(s.expire(UnixTime(T0 + 7200), times())).expect("expire");
+    assert_eq!(block_on(s.limit_get("sasl:joe")).expect("get"), None);
+}
