@@ -11,6 +11,7 @@
 
 mod defaults;
 mod duration;
+pub mod limits;
 pub mod raw;
 mod validate;
 
@@ -153,6 +154,8 @@ pub struct Config {
     /// `None` when `[greylist] enabled = false`.
     pub greylist: Option<GreylistSettings>,
     pub lists: StaticLists,
+    /// `[[limit]]` and `[account]`.
+    pub limits: limits::Limits,
     pub control: Control,
     pub metrics: Option<Metrics>,
     pub log: Log,
@@ -164,7 +167,8 @@ impl Config {
         PolicySettings {
             lists: self.lists.clone(),
             greylist: self.greylist.clone(),
-            ..Default::default()
+            limits: self.limits.limits.clone(),
+            containment: self.limits.containment.clone(),
         }
     }
 }

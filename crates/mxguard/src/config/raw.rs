@@ -17,6 +17,10 @@ pub struct FileConfig {
     pub control: ControlConfig,
     pub metrics: Option<MetricsConfig>,
     pub log: LogConfig,
+    /// `[[limit]]` rate limits and quotas (config/limits.rs).
+    pub limit: Vec<super::limits::LimitConfig>,
+    /// `[account]` containment (config/limits.rs).
+    pub account: Option<super::limits::AccountConfig>,
 }
 
 /// `[policy]`: the Postfix policy service.

@@ -119,6 +119,9 @@ pub(super) fn validate(
     let store = store(&mut ctx, &raw);
     let greylist = greylist(&mut ctx, &raw.greylist);
     let lists = lists(&mut ctx, &raw.lists);
+    let limits = super::limits::validate(&raw.limit, raw.account.as_ref(), base, &mut |span, m| {
+        ctx.err_at(span, m)
+    });
     let control = Control {
         socket: match &raw.control.socket {
             Some(s) => {
@@ -179,6 +182,7 @@ pub(super) fn validate(
         store,
         greylist,
         lists,
+        limits,
         control,
         metrics,
         log,
