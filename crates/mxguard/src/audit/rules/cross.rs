@@ -23,30 +23,41 @@ fn spool_path(pf: &PostfixConfig, p: &str) -> String {
     }
 }
 
-/// Names of a Dovecot service's unix listeners, made absolute (relative ones live in base_dir).
+/// Absolute paths of a Dovecot service's unix listeners. Relative names live in base_dir
+/// (default /run/dovecot, also reached as /var/run/dovecot); the built-in listeners that
+/// `doveconf -n` does not print (auth-client, auth-userdb, auth-master, lmtp) are included.
 fn unix_listeners(dc: &DovecotConfig, service: &str) -> Vec<String> {
-    let base = dc
-        .setting("base_dir")
-        .map(|s| s.value.clone())
-        .unwrap_or_else(|| "/var/run/dovecot".into());
-    dc.sections("service")
-        .into_iter()
-        .filter(|(_, s)| s.name.as_deref() == Some(service))
-        .flat_map(|(_, s)| {
-            s.children
-                .iter()
-                .filter(|c| c.kind == "unix_listener")
-                .filter_map(|c| c.name.clone())
-                .collect::<Vec<_>>()
-        })
-        .map(|n| {
-            if n.starts_with('/') {
-                n
-            } else {
-                format!("{}/{n}", base.trim_end_matches('/'))
-            }
-        })
-        .collect()
+    let bases: Vec<String> = match dc.setting("base_dir") {
+        Some(s) => vec![s.value.trim_end_matches('/').to_string()],
+        None => vec!["/run/dovecot".into(), "/var/run/dovecot".into()],
+    };
+    let builtin: &[&str] = match service {
+        "auth" => &["auth-client", "auth-userdb", "auth-master", "auth-login"],
+        "lmtp" => &["lmtp"],
+        _ => &[],
+    };
+    let mut names: Vec<String> = builtin.iter().map(|s| s.to_string()).collect();
+    names.extend(
+        dc.sections("service")
+            .into_iter()
+            .filter(|(_, s)| s.name.as_deref() == Some(service))
+            .flat_map(|(_, s)| {
+                s.children
+                    .iter()
+                    .filter(|c| c.kind == "unix_listener")
+                    .filter_map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+            }),
+    );
+    let mut out = Vec::new();
+    for n in names {
+        if n.starts_with('/') {
+            out.push(n);
+        } else {
+            out.extend(bases.iter().map(|b| format!("{b}/{n}")));
+        }
+    }
+    out
 }
 
 fn inet_ports(dc: &DovecotConfig, service: &str) -> Vec<u16> {
