@@ -38,6 +38,14 @@ pub enum ControlRequest {
     GreylistRemove { target: String },
     /// Re-reads the configuration file, like SIGHUP.
     Reload,
+    /// Account records (locked accounts, held mail), at most `limit`.
+    AccountList { limit: usize },
+    /// One account: lock, held queue ids, containment score.
+    AccountShow { user: String },
+    /// Locks an account: its mail is held and Dovecot refuses its logins.
+    AccountLock { user: String, reason: String },
+    /// Unlocks an account; the reply lists the held queue ids to release.
+    AccountUnlock { user: String },
 }
 
 /// A control reply.
@@ -134,6 +142,10 @@ pub async fn handle(req: ControlRequest, shared: &Shared) -> ControlReply {
             Ok(()) => ControlReply::ok(json!({"reloaded": true})),
             Err(e) => ControlReply::err(format!("reload refused, old configuration kept:\n{e}")),
         },
+        ControlRequest::AccountList { .. }
+        | ControlRequest::AccountShow { .. }
+        | ControlRequest::AccountLock { .. }
+        | ControlRequest::AccountUnlock { .. } => crate::cli::account::handle(req, shared).await,
         ControlRequest::GreylistList { limit } => {
             let triplets = match shared.store.greylist_list(limit).await {
                 Ok(t) => t,

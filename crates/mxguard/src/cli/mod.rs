@@ -7,6 +7,7 @@
 //! [`ClientArgs`]: `--socket`, else `[control] socket` of `--config` (or of the default
 //! config / built-in defaults).
 
+pub mod account;
 pub mod audit;
 pub mod check_config;
 pub mod greylist;
@@ -61,6 +62,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Greylist administration: list, whitelist a client, remove entries.
     Greylist(greylist::GreylistArgs),
+    /// Account containment: list, show, lock and unlock accounts (release held mail).
+    Account(account::AccountArgs),
     /// Check Postfix and Dovecot settings for dangerous or broken configuration.
     Audit(audit::AuditArgs),
     /// Test a fail2ban filter against a log file (replaces fail2ban-regex).
@@ -151,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Greylist(args) => greylist::run(&args),
+        Command::Account(args) => account::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::TestFilter(args) => test_filter::run(&args),
     };
