@@ -434,3 +434,27 @@ fn smuggling_depends_on_the_postfix_version() {
     assert!(detail(None).unwrap().contains("unless it is 3.9 or later"));
     assert_eq!(detail(Some("3.9.1")), None, "3.9 defaults to normalize");
 }
+
+#[test]
+fn min_severity_filters_and_markdown_needs_list_rules() {
+    let args = debian_args();
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.extend(["--min-severity", "medium", "--format", "json"]);
+    let ids = rule_ids(&stdout(&mxguard(&a)));
+    assert_eq!(
+        ids,
+        [
+            "PF-NO-CLIENT-RATE-LIMITS",
+            "PF-SMTP-SMUGGLING",
+            "XX-TLS-SNAKEOIL-CERT"
+        ]
+    );
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.extend(["--format", "markdown"]);
+    assert_eq!(mxguard(&a).status.code(), Some(2));
+    let md = stdout(&mxguard(&["--list-rules", "--format", "markdown"]));
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| `")).count(),
+        RULES.len()
+    );
+}
