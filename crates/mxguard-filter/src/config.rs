@@ -192,6 +192,13 @@ impl ConfigSet {
         Ok(set)
     }
 
+    /// A config made of one in-memory file (no includes are followed); tests and fuzzing.
+    pub fn from_text(path: &Path, text: &str) -> Result<ConfigSet, FilterError> {
+        let mut set = ConfigSet::default();
+        set.merge(&IniFile::parse(path, text)?);
+        Ok(set)
+    }
+
     /// Files read, in order (for `test-filter` output).
     pub fn files(&self) -> &[PathBuf] {
         &self.files

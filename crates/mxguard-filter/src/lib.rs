@@ -12,6 +12,8 @@ pub mod config;
 pub mod date;
 pub mod error;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ini;
 pub mod literals;
 pub mod matcher;
