@@ -16,7 +16,7 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
         .collect();
     entries.sort();
     for p in entries {
-        let data = std::fs::read(&p).unwrap();
+        let data = std::fs::read(&p).expect("readable seed");
         f(&data);
         n += 1;
     }
