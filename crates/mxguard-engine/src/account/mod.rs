@@ -59,7 +59,7 @@ impl SenderRule {
                     .iter()
                     .flatten()
                     .filter_map(|k| map.get(k))
-                    .any(|owners| owners.iter().any(|o| *o == login))
+                    .any(|owners| owners.contains(&login))
             }
         }
     }
