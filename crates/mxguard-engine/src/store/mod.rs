@@ -13,6 +13,7 @@
 //! ([`crate::policy::Policy`]) calls the trait; the binary's control socket calls the admin
 //! operations (`*_list`, `*_remove`, `*_put`); a background job calls [`Store::expire`].
 
+pub mod conformance;
 mod hash;
 mod memory;
 

@@ -82,6 +82,33 @@ fn greylist_lifecycle_through_policy() {
 }
 
 #[test]
+fn conforms_to_the_store_contract_before_and_after_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = FakeClock::new(UnixTime(T0));
+    let s = open(dir.path(), &clock);
+    assert_eq!(
+        block_on(mxguard_engine::store::conformance::check(&s)),
+        Ok(())
+    );
+    s.close().expect("close");
+    // The state written by the scenario comes back; a fresh store conforms too.
+    let s = open(dir.path(), &clock);
+    assert_eq!(
+        block_on(s.counts()).expect("counts"),
+        StoreCounts {
+            triplets: 1,
+            clients: 0
+        }
+    );
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let s2 = open(dir2.path(), &clock);
+    assert_eq!(
+        block_on(mxguard_engine::store::conformance::check(&s2)),
+        Ok(())
+    );
+}
+
+#[test]
 fn reopen_after_drop_sees_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = FakeClock::new(UnixTime(T0));
