@@ -15,4 +15,6 @@ mod keyed;
 pub use embedded::EmbeddedStore;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
