@@ -374,17 +374,18 @@ impl Filter {
             result.ignored = true;
             return result;
         }
-        // Literal prefilter: a line without any failregex's required literal cannot fail.
+        // Literal prefilters: a line without any of the prefregex's required literals, or
+        // without any failregex's, cannot fail. The prefregex set is usually the more selective.
+        if let Some(ac) = &self.pref_literals
+            && !ac.is_match(buffer)
+        {
+            return result;
+        }
         let mask = match &self.prefilter {
             Some(p) => p.candidates(buffer),
             None => u64::MAX,
         };
         if mask == 0 {
-            return result;
-        }
-        if let Some(ac) = &self.pref_literals
-            && !ac.is_match(buffer)
-        {
             return result;
         }
         let mut pre: Groups = Vec::new();

@@ -82,7 +82,6 @@ struct Stats {
     skipped_long: u64,
     invalid_utf8: u64,
     too_complex: u64,
-    prefregex_hits: u64,
     fail_hits: Vec<u64>,
     date_hits: Vec<u64>,
     no_date: u64,
@@ -147,7 +146,6 @@ fn process(filter: &mut Filter, stats: &mut Stats, args: &TestFilterArgs, bytes:
     if r.too_complex {
         stats.too_complex += 1;
     }
-    stats.prefregex_hits += u64::from(r.prefregex_matched);
     for h in &r.hits {
         if let Some(c) = stats.fail_hits.get_mut(h.regex) {
             *c += 1;
@@ -322,7 +320,8 @@ fn print_text(
     writeln!(o, "Use         log file : {}", args.logfile)?;
     writeln!(o, "\n\nResults\n=======\n")?;
     if let Some(p) = filter.prefregex() {
-        writeln!(o, "Prefregex: {} total", s.prefregex_hits)?;
+        // No hit count: lines without the required literals never reach the prefregex.
+        writeln!(o, "Prefregex:")?;
         writeln!(o, "|  {}", p.source())?;
         if args.verbose {
             writeln!(o, "|  engine: {}", engine_text(&p.engine()))?;
@@ -435,7 +434,7 @@ fn print_json(
             "invalid_utf8": s.invalid_utf8,
             "regex_budget": s.too_complex,
         },
-        "prefregex": filter.prefregex().map(|p| json!({"regex": p.source(), "hits": s.prefregex_hits, "engine": engine(p.engine())})),
+        "prefregex": filter.prefregex().map(|p| json!({"regex": p.source(), "engine": engine(p.engine())})),
         "failregex": failregex,
         "ignoreregex": filter.ignoreregexes().iter().map(|m| m.source()).collect::<Vec<_>>(),
         "date_templates": dates,
