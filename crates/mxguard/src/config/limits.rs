@@ -249,10 +249,14 @@ fn one_limit(l: &LimitConfig, base: Option<&Path>, err: Err<'_>) -> Option<Limit
         && key
             .iter()
             .any(|k| !matches!(k, KeyPart::ClientAddress | KeyPart::ClientPrefix { .. }))
+        && let Some(k) = &l.key
     {
-        if let Some(k) = &l.key {
-            err(k.span(), "[[limit]] key: connections are counted per client_address or client_prefix only (nothing else is known at CONNECT)".into());
-        }
+        err(
+            k.span(),
+            "[[limit]] key: connections are counted per client_address or client_prefix \
+             only (nothing else is known at CONNECT)"
+                .into(),
+        );
     }
     let burst = l
         .burst
@@ -534,13 +538,13 @@ pub fn validate(
     let mut names = HashSet::new();
     for l in raw {
         if let Some(limit) = one_limit(l, base, err) {
-            if !names.insert(limit.name.clone()) {
-                if let Some(n) = &l.name {
-                    err(
-                        n.span(),
-                        format!("[[limit]] name {:?} is used twice", n.get_ref()),
-                    );
-                }
+            if !names.insert(limit.name.clone())
+                && let Some(n) = &l.name
+            {
+                err(
+                    n.span(),
+                    format!("[[limit]] name {:?} is used twice", n.get_ref()),
+                );
             }
             limits.push(limit);
         }
