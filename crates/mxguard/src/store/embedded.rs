@@ -1,6 +1,6 @@
 //! The embedded store: the engine's [`Store`] in memory, written behind to a redb file.
 //!
-//! Requests are served from compact in-memory maps ([`super::compact`]); no request ever
+//! Requests are served from compact in-memory maps (`store::compact`); no request ever
 //! waits for the disk. A background thread takes the changes logged since its last pass
 //! once a second and writes them in one redb write transaction (one fsync per batch, not
 //! per request). redb commits are atomic and crash-safe, so after `kill -9` or a power cut
@@ -14,7 +14,7 @@
 //! at a time, so requests never wait for the whole pass.
 //!
 //! Rate-limit GCRA states and account records (locks, held queue ids) use the same
-//! write-behind path with readable keys ([`super::keyed`]); an account change wakes the
+//! write-behind path with readable keys (`store::keyed`); an account change wakes the
 //! flusher at once instead of waiting for the next tick, so an admin lock is on disk within
 //! milliseconds.
 //!
