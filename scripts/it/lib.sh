@@ -176,6 +176,9 @@ pf_setup() {
   PF_MAIL=$PF_DIR/mail
   PF_LOG=$PF_DIR/maillog
   PF_MAILDIR=$PF_MAIL/inbox
+  # smtpd refuses an XCLIENT IPv6 address unless IPv6 is enabled (501 Bad ADDR syntax); the
+  # listeners stay on 127.0.0.1 either way.
+  if grep -qs . /proc/net/if_inet6; then PF_IPV6=1; PF_PROTOCOLS="ipv4, ipv6"; else PF_IPV6=0; PF_PROTOCOLS=ipv4; fi
   mkdir -p "$PF_CONF" "$PF_QUEUE" "$PF_DATA" "$PF_MAIL"
   chown postfix:postfix "$PF_DATA"
   chown 65534:65534 "$PF_MAIL"
@@ -190,7 +193,7 @@ myhostname = mx.example.test
 mydomain = example.test
 myorigin = \$myhostname
 inet_interfaces = loopback-only
-inet_protocols = ipv4
+inet_protocols = $PF_PROTOCOLS
 mynetworks = 127.0.0.1/32
 mydestination =
 alias_maps =

@@ -8,6 +8,8 @@
 #   * a retry before the delay is deferred again, a retry after it is accepted and the delivered
 #     message carries exactly one X-Greylist header (one per message, also with 2 recipients);
 #   * the next message of a passed triplet is accepted at once without a header;
+#   * an IPv6 client is keyed by its /64: a retry from a sibling address passes, another /64
+#     is a new triplet;
 #   * clients / recipients in postgrey-format whitelist files pass at once;
 #   * the unix: listener answers like the inet: one;
 #   * SIGHUP re-reads the whitelist files; a broken config on SIGHUP is refused, the daemon
@@ -163,6 +165,17 @@ B_END=$(it_now)
 check "two recipients, first attempt: both 450" \
   eval 'greylisted b1 "$B_TO1" && greylisted b1 "$B_TO2"'
 
+# IPv6 client: the triplet is keyed by its /64 (ipv6_prefix = 64), so a retry from another
+# address of the same /64 (a sending pool) is the same triplet.
+V_FROM=olga@sender-v6.test; V_TO=user11@example.test
+if [ "$PF_IPV6" = 1 ]; then
+  send v1 "$SMTP" "$V_FROM" "$V_TO" $(xc IPV6:2001:db8:1:2::10 mx1.sender-v6.test)
+  V_END=$(it_now)
+  check "IPv6 client, first attempt: 450" greylisted v1 "$V_TO"
+else
+  info "this host has no IPv6 (/proc/net/if_inet6 empty or absent): Postfix cannot take XCLIENT IPv6 addresses, IPv6 checks not run"
+fi
+
 it_wait_until "$A_END" "$AFTER"
 send a3 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
 check "retry after the delay: 250 queued" sent_queued a3
@@ -179,6 +192,14 @@ send b2 "$SMTP" "$B_FROM" "$B_TO1,$B_TO2" $(xc $B_IP mx.sender-b.test)
 check "two recipients after the delay: 250 queued" sent_queued b2
 check "two recipients: both copies carry exactly one X-Greylist header" \
   eval 'wait_delivered b2 2 && header_is b2 1'
+
+if [ "$PF_IPV6" = 1 ]; then
+  it_wait_until "$V_END" "$AFTER"
+  send v2 "$SMTP" "$V_FROM" "$V_TO" $(xc IPV6:2001:db8:1:2::99 mx2.sender-v6.test)
+  check "IPv6: retry from another address of the same /64 after the delay: 250" sent_queued v2
+  send v3 "$SMTP" "$V_FROM" "$V_TO" $(xc IPV6:2001:db8:1:3::10 mx3.sender-v6.test)
+  check "IPv6: the same sender/recipient from another /64 is a new triplet: 450" greylisted v3 "$V_TO"
+fi
 
 # ------------------------------------------------------------------ whitelists
 send wl1 "$SMTP" carol@new-sender.test user3@example.test $(xc 203.0.113.45 mail.trusted-sender.test)
@@ -226,9 +247,10 @@ metrics_ok() {
   local body defers
   body=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
     "http://127.0.0.1:$METRICS/metrics" 2>&1) || { CHECK_DETAIL="GET /metrics failed: ${body:0:200}"; return 1; }
-  # deferrals so far: a1 a2, b1 (2 recipients), wl4, u1, r1, r3 = 8
+  # deferrals so far: a1 a2, b1 (2 recipients), wl4, u1, r1, r3 = 8, plus v1 v3 with IPv6
+  local want=$((8 + 2 * PF_IPV6))
   defers=$(echo "$body" | awk '/^mxguard_policy_requests_total\{/ && /defer_if_permit/ { n += $NF } END { print n + 0 }')
-  if [ "${defers%.*}" -lt 8 ]; then
+  if [ "${defers%.*}" -lt "$want" ]; then
     CHECK_DETAIL="defer_if_permit requests counted: $defers; $(echo "$body" | grep '^mxguard_policy_requests' | head -n 5 | tr '\n' '|')"
     return 1
   fi
