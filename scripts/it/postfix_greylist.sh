@@ -7,7 +7,8 @@
 #     4.2.0 DSN, used because Postfix sends etrn_domain);
 #   * a retry before the delay is deferred again, a retry after it is accepted and the delivered
 #     message carries exactly one X-Greylist header (one per message, also with 2 recipients);
-#   * the next message of a passed triplet is accepted at once without a header;
+#   * the next message of a passed triplet is accepted at once without a header, and with
+#     auto_whitelist_clients = 1 a new triplet from that client passes too;
 #   * an IPv6 client is keyed by its /64: a retry from a sibling address passes, another /64
 #     is a new triplet;
 #   * clients / recipients in postgrey-format whitelist files pass at once;
@@ -69,6 +70,7 @@ enabled = true
 delay = "${DELAY}s"
 retry_window = "1h"
 max_age = "1d"
+auto_whitelist_clients = 1
 hostname = "mx.example.test"
 whitelist_clients = ["$IT_DIR/whitelist_clients"]
 whitelist_recipients = ["$IT_DIR/whitelist_recipients"]
@@ -186,6 +188,10 @@ check "X-Greylist says 'delayed N seconds by mxguard at <hostname>; <date>' with
 send a4 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
 check "second message of a passed triplet: 250 at once" sent_queued a4
 check "second message: delivered without X-Greylist header" eval 'wait_delivered a4 && header_is a4 0'
+# auto_whitelist_clients = 1: one delivery after greylisting whitelists the client address
+# (postgrey's --auto-whitelist-clients), so a brand-new triplet from it passes at once.
+send aw1 "$SMTP" zed@other-a.test user12@example.test $(xc $A_IP mx.sender-a.test)
+check "auto-whitelisted client (1 delivery): a new triplet passes at once" sent_queued aw1
 
 it_wait_until "$B_END" "$AFTER"
 send b2 "$SMTP" "$B_FROM" "$B_TO1,$B_TO2" $(xc $B_IP mx.sender-b.test)
@@ -287,6 +293,8 @@ check "after restart: one X-Greylist header counting the delay from the first at
   eval 'wait_delivered c2 && header_is c2 1 && header_text_ok c2'
 send a5 "$SMTP" "$A_FROM" "$A_TO" $(xc $A_IP mx.sender-a.test)
 check "after restart: an earlier passed triplet still passes at once" sent_queued a5
+send aw2 "$SMTP" yan@other-a2.test user13@example.test $(xc $A_IP mx.sender-a.test)
+check "after restart: the client auto-whitelist survived (new triplet passes at once)" sent_queued aw2
 
 # ------------------------------------------------------------------ fail-open
 stop_ok() {
