@@ -126,11 +126,16 @@ fn load(variant: &Variant, case: &Case) -> (tempfile::TempDir, Inputs) {
         if let Some(extra) = variant.files.get(key) {
             text.push_str(extra);
         }
+        // "FILE!" replaces the baseline file instead of appending to it.
+        if let Some(whole) = variant.files.get(&format!("{key}!")) {
+            text = whole.clone();
+        }
         std::fs::write(tmp.path().join(path), text).unwrap();
     }
     for k in variant.files.keys() {
+        let k = k.trim_end_matches('!');
         assert!(
-            files.iter().any(|(_, key)| key == k),
+            files.iter().any(|(_, key)| *key == k),
             "{}: unknown file {k}",
             case.id
         );

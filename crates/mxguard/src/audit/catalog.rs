@@ -746,6 +746,13 @@ pub static RULES: &[RuleInfo] = &[
         "smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:10040, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
     ),
     r(
+        "MX-NO-ACCOUNT-LIMIT",
+        M,
+        "mxguard runs without a per-account (sasl_username) limit",
+        "Seed 001/003 incident: a stolen SASL password sent spam because nothing limited authenticated users; mxguard counts per account only for a [[limit]] keyed on sasl_username (PRODUCT.md capability 1).",
+        "add [[limit]] name = \"per-account\", key = [\"sasl_username\"], count = \"recipients\", rate = [\"100/1h\", \"500/1d\"] to mxguard.toml",
+    ),
+    r(
         "MX-AUTH-POLICY-NOT-WIRED",
         M,
         "mxguard auth policy endpoint is configured but Dovecot does not call it",

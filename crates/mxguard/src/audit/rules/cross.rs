@@ -235,6 +235,15 @@ pub(super) fn check(inputs: &Inputs, out: &mut Vec<Finding>) {
                 out.push(finding("MX-POLICY-NOT-WIRED", loc.clone(), "policy listen", mx.policy_listen.join(" "), "no check_policy_service in main.cf/master.cf points at mxguard's policy listener").snip("main.cf", format!("smtpd_recipient_restrictions = check_policy_service {}, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination", mx.policy_listen.first().map(|l| if l.starts_with("inet:") || l.starts_with("unix:") { l.clone() } else { format!("inet:{l}") }).unwrap_or_default())));
             }
         }
+        if let Some(pf) = &inputs.postfix
+            && !mx.sasl_limits
+            && pf.public_smtpd().iter().any(|(s, _)| pf.sasl_on(s))
+        {
+            out.push(
+                finding("MX-NO-ACCOUNT-LIMIT", loc.clone(), "[[limit]]", "(none keyed on sasl_username)", "Postfix accepts SMTP AUTH but mxguard.toml has no limit keyed on sasl_username: a stolen account is only limited per IP")
+                    .snip("mxguard.toml", "[[limit]]\nname = \"per-account\"\nkey = [\"sasl_username\"]\ncount = \"recipients\"\nrate = [\"100/1h\", \"500/1d\"]"),
+            );
+        }
         if let Some(dc) = &inputs.dovecot
             && !mx.auth_listen.is_empty()
         {

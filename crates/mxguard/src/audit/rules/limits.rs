@@ -83,7 +83,7 @@ pub(super) fn check(pf: &PostfixConfig, out: &mut Vec<Finding>) {
                 finding("PF-SASL-NO-OUTBOUND-LIMIT", pf.loc_for(&svc, &["smtpd_recipient_restrictions", "smtpd_relay_restrictions", "smtpd_end_of_data_restrictions"]), "smtpd_recipient_restrictions", pf.shown(s, "smtpd_recipient_restrictions"), format!("{} accepts AUTH but no policy service or check_sasl_access runs before permit_sasl_authenticated: nothing limits how much one account sends.{note}", svc.id()))
                     .sev(sev)
                     .snip("main.cf", "smtpd_end_of_data_restrictions = check_policy_service inet:127.0.0.1:10040")
-                    .snip("mxguard.toml", "# per-account limits, e.g. 200 messages/day per sasl_username (see docs/configuration.md)"),
+                    .snip("mxguard.toml", "[[limit]]\nname = \"per-account\"\nkey = [\"sasl_username\"]\ncount = \"recipients\"\nrate = [\"100/1h\", \"500/1d\"]"),
             );
         }
         if pf.int(s, "smtpd_client_connection_count_limit") == Some(0) {
