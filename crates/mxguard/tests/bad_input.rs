@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Client, TestDaemon, start};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

@@ -174,6 +174,11 @@ pub async fn run(
     Ok(())
 }
 
+/// Like [`stopped`], owning the receiver so the future can live as long as a connection.
+async fn stopped_owned(mut rx: watch::Receiver<bool>) {
+    stopped(&mut rx).await;
+}
+
 /// Resolves once `rx` reads true. The guard `wait_for` returns is not `Send`, so it is
 /// dropped here rather than held in a caller's `select!`.
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
@@ -200,7 +205,7 @@ async fn accept(l: &Listener) -> std::io::Result<Stream> {
 pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     ctx: &PolicyContext,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (limits, idle) = {
         let live = ctx.live.load();
@@ -211,6 +216,13 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::with_capacity(512);
     let mut stopping = *shutdown.borrow();
+    // One timer and one shutdown waiter for the whole connection, not one per read: the idle
+    // deadline only moves forward, and the timer is re-armed when it fires early.
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let idle_timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(idle_timer);
+    let stop = stopped_owned(shutdown);
+    tokio::pin!(stop);
     loop {
         let mut close = false;
         while let Some(item) = dec.next_request() {
@@ -256,25 +268,32 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let read = tokio::select! {
-            r = tokio::time::timeout(idle, stream.read(&mut buf)) => r,
-            _ = stopped(&mut shutdown), if !stopping => {
+            r = stream.read(&mut buf) => r,
+            () = &mut idle_timer => {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::debug!("policy connection idle; closing");
+                    return Ok(());
+                }
+                idle_timer.as_mut().reset(deadline);
+                continue;
+            }
+            () = &mut stop, if !stopping => {
                 stopping = true;
                 continue;
             }
         };
         match read {
-            Err(_) => {
-                tracing::debug!("policy connection idle; closing");
-                return Ok(());
-            }
-            Ok(Ok(0)) => {
+            Ok(0) => {
                 if dec.is_mid_request() {
                     tracing::debug!("policy client disconnected in the middle of a request");
                 }
                 return Ok(());
             }
-            Ok(Ok(n)) => dec.feed(buf.get(..n).unwrap_or_default()),
-            Ok(Err(e)) => return Err(e),
+            Ok(n) => {
+                deadline = tokio::time::Instant::now() + idle;
+                dec.feed(buf.get(..n).unwrap_or_default());
+            }
+            Err(e) => return Err(e),
         }
     }
 }
