@@ -149,11 +149,16 @@ impl Guard {
         user: &Option<String>,
     ) -> Result<Option<Verdict>, StoreError> {
         if self.locked(user).await {
-            self.instances.hold(&req.instance, &Self::subject(req));
+            if self.active() {
+                self.instances.hold(&req.instance, &Self::subject(req));
+            }
             return Ok(Some(Verdict::new(
                 Action::Hold(self.hold_text()),
                 ACCOUNT_LOCKED,
             )));
+        }
+        if !self.active() {
+            return Ok(None);
         }
         let now = self.clock.now();
         let rcpt = normalise_recipient(&req.recipient);
@@ -242,7 +247,11 @@ impl Guard {
         req: &Request,
         user: &Option<String>,
     ) -> Result<Option<Verdict>, StoreError> {
-        let seen = self.instances.finish(&req.instance);
+        let seen = if self.active() {
+            self.instances.finish(&req.instance)
+        } else {
+            None
+        };
         let held_for = seen.as_ref().and_then(|s| s.held_for.clone());
         if self.locked(user).await || held_for.is_some() {
             let subject = held_for.unwrap_or_else(|| Self::subject(req));
@@ -437,6 +446,12 @@ impl Guard {
             Some(c) => self.signals.score(c, &account_key(user), self.clock.now()),
             None => 0,
         }
+    }
+
+    /// Whether any limit or containment is configured; without them only admin locks apply
+    /// and no per-message bookkeeping is done.
+    fn active(&self) -> bool {
+        !self.limits.limits.is_empty() || self.containment.is_some()
     }
 
     /// The configured limits.
