@@ -368,3 +368,22 @@ async fn connection_rate_per_client_prefix() {
     assert_eq!(connect(&mut c, "203.0.113.9").await, "DUNNO");
     d.stop().await;
 }
+
+#[test]
+fn the_limits_example_loads() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/limits.toml");
+    let cfg = mxguard::config::load(Some(&p)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = cfg
+        .limits
+        .limits
+        .limits
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["per-user", "bytes-per-user", "per-network"]);
+    let c = cfg.limits.containment.as_ref().unwrap();
+    assert_eq!(
+        (c.threshold, c.fanout_domains, c.source_networks),
+        (100, 30, 5)
+    );
+}
