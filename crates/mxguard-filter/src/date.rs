@@ -480,8 +480,10 @@ fn month_number(name: &str) -> Option<i64> {
     const M: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
-    let l = name.get(..3)?.to_ascii_lowercase();
-    M.iter().position(|m| *m == l).map(|p| p as i64 + 1)
+    let l = name.get(..3)?;
+    M.iter()
+        .position(|m| m.eq_ignore_ascii_case(l))
+        .map(|p| p as i64 + 1)
 }
 
 /// `+0200`, `-04:00`, `+02`, `Z`, `UTC`, `GMT` → seconds east of UTC.

@@ -147,6 +147,10 @@ struct MlfEntry {
 /// Aho-Corasick over the required literals of every failregex (see `literals`).
 #[derive(Debug)]
 struct Prefilter {
+    /// Leftmost-first automaton: only leftmost semantics get the SIMD (Teddy) prefilter, and
+    /// "is there any literal" does not depend on the match kind.
+    any: aho_corasick::AhoCorasick,
+    /// Standard automaton for the overlapping walk.
     ac: aho_corasick::AhoCorasick,
     /// For each literal, the failregexes (bit mask) it unlocks.
     unlocks: Vec<u64>,
@@ -187,7 +191,9 @@ impl Prefilter {
             return None;
         }
         let ac = aho_corasick::AhoCorasick::new(&lits).ok()?;
+        let any = leftmost(&lits)?;
         Some(Prefilter {
+            any,
             ac,
             unlocks,
             always,
@@ -199,7 +205,7 @@ impl Prefilter {
         let mut mask = self.always;
         // Most lines hold no literal at all: the unanchored is_match uses the SIMD prefilter,
         // the overlapping walk (needed when literals overlap) only runs when there is one.
-        if !self.ac.is_match(hay) {
+        if !self.any.is_match(hay) {
             return mask;
         }
         for m in self.ac.find_overlapping_iter(hay) {
@@ -211,6 +217,13 @@ impl Prefilter {
         }
         mask
     }
+}
+
+fn leftmost(lits: &[String]) -> Option<aho_corasick::AhoCorasick> {
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(lits)
+        .ok()
 }
 
 /// Groups that describe how a multi-line failure is merged, not data to inherit.
@@ -278,7 +291,7 @@ impl Filter {
         let pref_literals = pref
             .as_ref()
             .and_then(|p| crate::literals::required(p.relaxed_pattern()))
-            .and_then(|lits| aho_corasick::AhoCorasick::new(lits).ok());
+            .and_then(|lits| leftmost(&lits));
         let dates = DateDetector::new(&def.datepattern, opts.timezone.clone()).map_err(
             |(pattern, message)| FilterError::DatePattern {
                 file: def.file.clone(),
@@ -329,14 +342,16 @@ impl Filter {
     /// Processes one log line (without its newline); `now` (Unix seconds) drives year inference.
     pub fn process_line(&mut self, line: &str, now: i64) -> LineResult {
         let date = self.dates.find(line, now);
-        let (buf, time) = match date {
+        // The buffer is the line without its date; a date at the very start needs no copy.
+        let (buf, time): (std::borrow::Cow<'_, str>, _) = match date {
+            Some(d) if d.start == 0 => (line.get(d.end..).unwrap_or("").into(), d.time),
             Some(d) => {
                 let mut b = String::with_capacity(line.len());
                 b.push_str(line.get(..d.start).unwrap_or(""));
                 b.push_str(line.get(d.end..).unwrap_or(""));
-                (b, d.time)
+                (b.into(), d.time)
             }
-            None => (line.to_string(), None),
+            None => (line.into(), None),
         };
         let mut r = self.process_buffer(buf, time);
         r.date = date;
@@ -346,23 +361,24 @@ impl Filter {
     /// Processes a line whose time is known (journal entries: no date parsing, fail2ban's
     /// systemd backend passes `HOST IDENT[PID]: MESSAGE`).
     pub fn process_line_with_time(&mut self, line: &str, time: i64) -> LineResult {
-        self.process_buffer(line.to_string(), Some(time))
+        self.process_buffer(line.into(), Some(time))
     }
 
-    fn process_buffer(&mut self, buf: String, time: Option<i64>) -> LineResult {
+    fn process_buffer(&mut self, buf: std::borrow::Cow<'_, str>, time: Option<i64>) -> LineResult {
         let mut result = LineResult::default();
         let joined;
         let buffer: &str = if self.def.maxlines > 1 {
-            self.lines.push_back(buf);
+            self.lines.push_back(buf.into_owned());
             while self.lines.len() > self.def.maxlines {
                 self.lines.pop_front();
             }
-            joined = self
-                .lines
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join("\n");
+            joined = std::borrow::Cow::Owned(
+                self.lines
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
             &joined
         } else {
             joined = buf;

@@ -296,6 +296,13 @@ fn trim_cr(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 
+fn literals_text(pattern: &str) -> String {
+    match mxguard_filter::literals::required(pattern) {
+        Some(l) => format!("{l:?}"),
+        None => "none (always tried)".into(),
+    }
+}
+
 fn engine_text(e: &Engine) -> String {
     match e {
         Engine::Linear => "regex (linear time)".into(),
@@ -325,6 +332,11 @@ fn print_text(
         writeln!(o, "|  {}", p.source())?;
         if args.verbose {
             writeln!(o, "|  engine: {}", engine_text(&p.engine()))?;
+            writeln!(
+                o,
+                "|  prefilter literals: {}",
+                literals_text(p.relaxed_pattern())
+            )?;
         }
         writeln!(o, "`-\n")?;
     }
@@ -338,6 +350,11 @@ fn print_text(
             if args.verbose {
                 writeln!(o, "|      engine: {}", engine_text(&m.engine()))?;
                 writeln!(o, "|      rust:   {}", m.translated().exact)?;
+                writeln!(
+                    o,
+                    "|      prefilter literals: {}",
+                    literals_text(m.relaxed_pattern())
+                )?;
             }
         }
     }
