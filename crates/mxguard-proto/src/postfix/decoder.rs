@@ -185,7 +185,7 @@ impl PolicyDecoder {
                 self.skip(DecodeError::TooManyAttributes { limit });
                 continue;
             }
-            let Some(eq) = line.iter().position(|&b| b == b'=') else {
+            let Some(eq) = memchr::memchr(b'=', line) else {
                 let line = self.attributes;
                 self.skip(DecodeError::MalformedLine { line });
                 continue;
@@ -198,8 +198,8 @@ impl PolicyDecoder {
             let (name, value) = (&line[..eq], &line[eq + 1..]);
             // Non-UTF-8 bytes (a client without SMTPUTF8 passing Latin-1 through) are replaced
             // rather than refused: the request stays answerable.
-            let name = String::from_utf8_lossy(name);
-            let value = String::from_utf8_lossy(value);
+            let name = utf8(name);
+            let value = utf8(value);
             if name == "request" {
                 self.saw_request = true;
             }
@@ -230,5 +230,13 @@ impl PolicyDecoder {
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
+}
+
+/// Borrowed when valid UTF-8 (the fast, usual case), else lossily replaced.
+fn utf8(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
 }
