@@ -7,6 +7,7 @@
 //! wire requests into [`Request`], calls the engine, and maps the [`Verdict`] back to the wire.
 
 pub mod account;
+pub mod auth;
 pub mod clock;
 pub mod dns;
 pub mod dnsbl;

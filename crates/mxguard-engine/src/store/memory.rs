@@ -13,6 +13,7 @@ use super::{
     StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord,
 };
 use crate::account::AccountRecord;
+use crate::auth::BanRecord;
 use crate::clock::UnixTime;
 use crate::limits::gcra::{self, GcraState, Mode, Outcome, Window};
 
@@ -23,6 +24,7 @@ pub struct MemoryStore {
     clients: Mutex<HashMap<IpAddr, AwlRecord>>,
     limits: Mutex<HashMap<String, GcraState>>,
     accounts: Mutex<HashMap<String, AccountRecord>>,
+    bans: Mutex<HashMap<String, BanRecord>>,
 }
 
 /// Locks a map; a poisoned lock (a panic elsewhere while holding it) still holds consistent
@@ -198,6 +200,27 @@ impl Store for MemoryStore {
 
     fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
         let map = lock(&self.accounts);
+        let mut list: Vec<_> = map.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.truncate(limit);
+        ready(list)
+    }
+
+    fn ban_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<BanRecord>> {
+        ready(lock(&self.bans).get(key).cloned())
+    }
+
+    fn ban_put<'a>(&'a self, key: &'a str, record: BanRecord) -> StoreFuture<'a, ()> {
+        lock(&self.bans).insert(key.to_owned(), record);
+        ready(())
+    }
+
+    fn ban_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        ready(lock(&self.bans).remove(key).is_some())
+    }
+
+    fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
+        let map = lock(&self.bans);
         let mut list: Vec<_> = map.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list.truncate(limit);

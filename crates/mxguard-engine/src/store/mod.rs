@@ -25,6 +25,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 
 use crate::account::AccountRecord;
+use crate::auth::BanRecord;
 use crate::clock::UnixTime;
 use crate::limits::gcra::{GcraState, Mode, Outcome, Window};
 
@@ -330,6 +331,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
         let _ = limit;
         unsupported("accounts")
+    }
+
+    // The ban list (crate::auth::ban), keyed by canonical CIDR text (`ban_key`). Shared by
+    // the auth policy, the log jails and `mxguard ban`.
+
+    /// The ban record of `key`, active or ended (its count drives escalation).
+    fn ban_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<BanRecord>> {
+        let _ = key;
+        unsupported("bans")
+    }
+
+    /// Stores the ban record of `key`.
+    fn ban_put<'a>(&'a self, key: &'a str, record: BanRecord) -> StoreFuture<'a, ()> {
+        let _ = (key, record);
+        unsupported("bans")
+    }
+
+    /// Removes `key` (unban); `true` if it existed.
+    fn ban_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        let _ = key;
+        unsupported("bans")
+    }
+
+    /// Up to `limit` ban records, sorted by key (admin listing).
+    fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
+        let _ = limit;
+        unsupported("bans")
     }
 }
 

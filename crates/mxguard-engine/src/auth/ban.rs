@@ -1,0 +1,110 @@
+//! The ban list's record and rules: an address or network refused until a time, with an
+//! escalation count so repeat offenders are banned longer (fail2ban's `bantime.increment`:
+//! each new ban doubles the previous length, up to a cap; Stalwart's permanent bans are the
+//! counter-example users complain about, stalwart#964).
+//!
+//! Bans live in the [`crate::store::Store`] (`ban_get`, `ban_put`, `ban_remove`, `ban_list`)
+//! keyed by [`ban_key`], the network in canonical CIDR text (`192.0.2.7/32`,
+//! `2001:db8::/64`), so the auth policy, the log jails and `mxguard ban` share one list, and
+//! every MX sharing the store sees the same bans. A record is kept after it ends (until
+//! [`BanRecord::forgettable`]) so the next ban of the same offender is longer.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::clock::UnixTime;
+
+/// One ban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// When the current (or last) ban started.
+    pub since: UnixTime,
+    /// When it ends; the ban is active while `now < until`.
+    pub until: UnixTime,
+    /// How many times this key was banned (1 for the first ban).
+    pub count: u32,
+    /// Who and why, for `mxguard bans` and logs (`auth: 10 failed logins in 3600s`).
+    pub reason: String,
+}
+
+impl BanRecord {
+    /// Whether the ban is in force at `now`.
+    pub fn active(&self, now: UnixTime) -> bool {
+        now < self.until
+    }
+
+    /// Whether the record may be deleted: ended longer ago than `memory` seconds (after that
+    /// a new ban starts again from the base length).
+    pub fn forgettable(&self, now: UnixTime, memory: u64) -> bool {
+        now.since(self.until) > memory && !self.active(now)
+    }
+
+    /// The record after banning again at `now`: base length doubled per earlier ban, capped
+    /// at `max` (fail2ban `bantime.increment` with `bantime.factor = 1`, `bantime.maxtime`).
+    /// An active ban is extended, never shortened.
+    pub fn escalated(
+        prev: Option<&BanRecord>,
+        now: UnixTime,
+        base: u64,
+        max: u64,
+        reason: String,
+    ) -> BanRecord {
+        let count = prev.map_or(1, |p| p.count.saturating_add(1));
+        let shift = (count - 1).min(32);
+        let len = base.saturating_mul(1u64 << shift).min(max.max(base));
+        let mut until = UnixTime(now.0.saturating_add(len));
+        if let Some(p) = prev
+            && p.until > until
+        {
+            until = p.until;
+        }
+        BanRecord {
+            since: now,
+            until,
+            count,
+            reason,
+        }
+    }
+}
+
+/// The store key of a network: canonical CIDR text of the truncated network.
+pub fn ban_key(net: IpNet) -> String {
+    net.trunc().to_string()
+}
+
+/// The store key of a single address (`/32` or `/128`); IPv4-mapped IPv6 is IPv4.
+pub fn ip_key(ip: IpAddr) -> String {
+    ban_key(IpNet::from(ip.to_canonical()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bans_double_and_cap() {
+        let t = UnixTime(1000);
+        let b1 = BanRecord::escalated(None, t, 600, 3000, "x".into());
+        assert_eq!((b1.count, b1.until), (1, UnixTime(1600)));
+        assert!(b1.active(UnixTime(1599)) && !b1.active(UnixTime(1600)));
+        let b2 = BanRecord::escalated(Some(&b1), UnixTime(2000), 600, 3000, "x".into());
+        assert_eq!((b2.count, b2.until), (2, UnixTime(3200)));
+        let b3 = BanRecord::escalated(Some(&b2), UnixTime(4000), 600, 3000, "x".into());
+        assert_eq!(b3.until, UnixTime(6400));
+        let b4 = BanRecord::escalated(Some(&b3), UnixTime(7000), 600, 3000, "x".into());
+        assert_eq!(b4.until, UnixTime(10_000), "capped at max");
+        assert!(!b4.forgettable(UnixTime(10_050), 100));
+        assert!(b4.forgettable(UnixTime(10_101), 100));
+    }
+
+    #[test]
+    fn keys_are_canonical() {
+        assert_eq!(ip_key("192.0.2.7".parse().unwrap()), "192.0.2.7/32");
+        assert_eq!(ip_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7/32");
+        assert_eq!(
+            ban_key("2001:db8::1/64".parse().unwrap()),
+            "2001:db8::/64".to_owned()
+        );
+    }
+}
