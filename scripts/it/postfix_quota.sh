@@ -100,7 +100,7 @@ for i in 1 2; do
 done
 send quota3 "$SMTP" sender@client.test "user@example.test"
 check "message 3 over the quota is still accepted (250, not bounced)" sent_queued quota3
-send quota4 "$SMTP" sender@client.test "a@example.test" --to "b@example.test"
+send quota4 "$SMTP" sender@client.test "a@example.test,b@example.test"
 check "message 4 (2 recipients) over the quota is accepted" sent_queued quota4
 check "postqueue -j shows both over-quota messages held" it_wait_for 10 held_count_is 2
 check "held message 3 is not delivered" not_delivered quota3
