@@ -213,6 +213,11 @@ virtual_mailbox_maps = static:inbox/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
+# scan the deferred queue every second: mail released from hold (postsuper -H moves it to
+# the deferred queue) or deferred once is delivered within the suites' bounded waits
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions = $restrictions
 # swaks --xclient-addr/--xclient-name present any client address and name (test only)
