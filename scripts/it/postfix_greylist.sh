@@ -3,8 +3,8 @@
 # its check_policy_service; swaks sends mail and the checks assert what an SMTP client and the
 # mailbox see when mxguard greylists with postgrey 1.37's semantics:
 #   * a new triplet is deferred at RCPT: "450 4.2.0 <rcpt>: Recipient address rejected:
-#     Greylisted, see http://postgrey.schweikert.ch/help/<domain>.html" (postgrey's text and its
-#     4.2.0 DSN, used because Postfix sends etrn_domain);
+#     Greylisted, please try again in N seconds" (mxguard's default text with the remaining
+#     time, and postgrey's 4.2.0 DSN, used because Postfix sends etrn_domain);
 #   * a retry before the delay is deferred again, a retry after it is accepted and the delivered
 #     message carries exactly one X-Greylist header (one per message, also with 2 recipients);
 #   * the next message of a passed triplet is accepted at once without a header, and with
@@ -112,7 +112,7 @@ info "postfix $(postconf -d -h mail_version) on 127.0.0.1:$SMTP (+ fail-open $SM
 
 # Each scenario presents its own client (XCLIENT) so the triplets, and the per-client
 # auto-whitelist, never overlap.
-GREY_RE='^<\*\* 450 4\.2\.0 <%s>: Recipient address rejected: Greylisted, see http://postgrey\.schweikert\.ch/help/example\.test\.html'
+GREY_RE='^<\*\* 450 4\.2\.0 <%s>: Recipient address rejected: Greylisted, please try again in [0-9]+ seconds'
 greylisted() { # greylisted NAME RCPT
   # shellcheck disable=SC2059
   sent_reply "$1" "$(printf "$GREY_RE" "${2//./\\.}")"

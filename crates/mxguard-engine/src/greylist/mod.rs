@@ -32,10 +32,11 @@ use ipnet::IpNet;
 
 use crate::store::{GreylistKey, GreylistTimes};
 
-/// postgrey's default `--greylist-text`; `%s` becomes the seconds left, `%r` the recipient
-/// domain. Kept so that senders and admins see the same reply after switching.
-pub const DEFAULT_GREYLIST_TEXT: &str =
-    "Greylisted, see http://postgrey.schweikert.ch/help/%r.html";
+/// The default reply text; `%s` becomes the seconds left, `%r` the recipient domain (postgrey's
+/// `--greylist-text` placeholders). postgrey's own default (`Greylisted, see
+/// http://postgrey.schweikert.ch/help/%r.html`) points at postgrey's web site and hides the
+/// remaining time; administrators who want it verbatim set `[greylist] text`.
+pub const DEFAULT_GREYLIST_TEXT: &str = "Greylisted, please try again in %s seconds";
 
 /// Validated greylisting settings (the binary builds them from `[greylist]`).
 #[derive(Debug, Clone)]
@@ -148,6 +149,14 @@ mod tests {
     #[test]
     fn defer_text_placeholders_and_status_prefix() {
         let gl = GreylistSettings::default();
+        assert_eq!(
+            gl.defer_text(300, "bob@Example.ORG"),
+            "4.2.0 Greylisted, please try again in 300 seconds"
+        );
+        let gl = GreylistSettings {
+            greylist_text: "Greylisted, see http://postgrey.schweikert.ch/help/%r.html".into(),
+            ..GreylistSettings::default()
+        };
         assert_eq!(
             gl.defer_text(300, "bob@Example.ORG"),
             "4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/Example.ORG.html"
