@@ -95,9 +95,9 @@ impl Instances {
             return None;
         }
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = g.map.remove(instance)?;
-        g.order.retain(|i| i != instance);
-        Some(seen)
+        // The FIFO keeps the name: scanning it here would cost O(n) per message, and
+        // evicting a name that is no longer in the map is a no-op.
+        g.map.remove(instance)
     }
 
     /// Messages tracked now.
