@@ -143,6 +143,7 @@ impl Matcher {
         if multiline {
             t.exact.insert_str(0, "(?m)");
             t.relaxed.insert_str(0, "(?m)");
+            t.relaxed_template.insert_str(0, "(?m)");
         }
         let relaxed = build_linear(&t.relaxed)?;
         let (linear, fancy) = if t.needs_backtracking() {
@@ -309,6 +310,14 @@ mod tests {
             Found::Yes(vec![("s".into(), " EHLO".into())])
         );
         assert_eq!(m.find("l DATA"), Found::No);
+    }
+
+    /// Linearized variants keep the multi-line flag of `maxlines > 1` filters.
+    #[test]
+    fn multiline_variants_keep_flag() {
+        let m = Matcher::new(r"^bbb(?!xyz)$", true).unwrap();
+        assert!(m.linear_plan.is_some());
+        assert!(matches!(m.find("a\nbbb\nc"), Found::Yes(_)));
     }
 
     #[test]
