@@ -170,6 +170,8 @@ pub struct Daemon {
     /// Bound TCP policy addresses, in `[policy] listen` order (unix listeners omitted).
     pub policy_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The bound Dovecot auth-policy address, when `[auth_policy]` is configured.
+    pub auth_policy_addr: Option<SocketAddr>,
     pub control_socket: PathBuf,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -254,6 +256,11 @@ impl Daemon {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let auth_listener = match &cfg.auth_policy {
+            Some(a) => Some(crate::input::dovecot_auth::bind(a.listen).await?),
+            None => None,
+        };
+        let auth_policy_addr = auth_listener.as_ref().and_then(|l| l.local_addr().ok());
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -271,10 +278,17 @@ impl Daemon {
             tasks.spawn(metrics::serve(l, metrics.clone(), rx.clone()));
         }
         tasks.spawn(expire_job(shared.clone(), rx.clone()));
+        if let (Some(l), Some(st)) = (
+            auth_listener,
+            crate::input::dovecot_auth::AuthState::new(shared.clone()),
+        ) {
+            tasks.spawn(crate::input::dovecot_auth::run(l, st, rx.clone()));
+        }
         Ok(Daemon {
             shared,
             policy_addrs,
             metrics_addr,
+            auth_policy_addr,
             control_socket: cfg.control.socket.clone(),
             shutdown,
             tasks,

@@ -9,6 +9,7 @@
 //! file, [`load`] validates an empty document: every key has a documented default
 //! (docs/configuration.md).
 
+pub mod auth_policy;
 mod defaults;
 mod duration;
 pub mod limits;
@@ -159,6 +160,8 @@ pub struct Config {
     pub control: Control,
     pub metrics: Option<Metrics>,
     pub log: Log,
+    /// `[auth_policy]`; `None` when the table is absent (endpoint off).
+    pub auth_policy: Option<auth_policy::AuthPolicy>,
 }
 
 impl Config {

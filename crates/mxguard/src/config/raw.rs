@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub limit: Vec<super::limits::LimitConfig>,
     /// `[account]` containment (config/limits.rs).
     pub account: Option<super::limits::AccountConfig>,
+    /// `[auth_policy]` Dovecot auth-policy endpoint (config/auth_policy.rs).
+    pub auth_policy: Option<super::auth_policy::AuthPolicyConfig>,
 }
 
 /// `[policy]`: the Postfix policy service.

@@ -122,6 +122,8 @@ pub(super) fn validate(
     let limits = super::limits::validate(&raw.limit, raw.account.as_ref(), base, &mut |span, m| {
         ctx.err_at(span, m)
     });
+    let auth_policy =
+        super::auth_policy::validate(raw.auth_policy.as_ref(), &mut |span, m| ctx.err_at(span, m));
     let control = Control {
         socket: match &raw.control.socket {
             Some(s) => {
@@ -186,6 +188,7 @@ pub(super) fn validate(
         control,
         metrics,
         log,
+        auth_policy,
     })
 }
 

@@ -2,4 +2,5 @@
 //! delegation listener ([`postfix_policy`]); the Dovecot auth-policy endpoint and log tailing
 //! come with their capabilities.
 
+pub mod dovecot_auth;
 pub mod postfix_policy;

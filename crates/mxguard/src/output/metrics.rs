@@ -48,6 +48,8 @@ pub struct Metrics {
     pub policy_connections_refused: Counter,
     pub store_errors: Counter,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// `mxguard_auth_policy_*` (input::dovecot_auth).
+    pub auth_policy: crate::input::dovecot_auth::AuthMetrics,
 }
 
 /// Labels of `mxguard_config_reloads_total`.
@@ -110,6 +112,7 @@ impl Metrics {
             "Configuration reloads (SIGHUP), by result",
             reloads.clone(),
         );
+        let auth_policy = crate::input::dovecot_auth::AuthMetrics::register(&mut registry);
         Metrics {
             registry,
             policy_requests,
@@ -119,6 +122,7 @@ impl Metrics {
             policy_connections_refused,
             store_errors,
             reloads,
+            auth_policy,
         }
     }
 

@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mxguard_engine::account::AccountRecord;
+use mxguard_engine::auth::BanRecord;
 use mxguard_engine::limits::gcra::{self, GcraState, Mode, Outcome, Window};
 use mxguard_engine::store::{
     AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey, GreylistTimes, KeyHash, Store,
@@ -49,6 +50,10 @@ const CLIENTS: TableDefinition<&str, (u32, u64)> = TableDefinition::new("greylis
 const LIMITS: TableDefinition<&str, &[u8]> = TableDefinition::new("limits");
 /// Account (normalised SASL user) -> account record ([`super::codec`]).
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// Ban key (CIDR text) -> (since, until, count, reason) (`mxguard_engine::auth::ban`).
+const BANS: TableDefinition<&str, (u64, u64, u32, &str)> = TableDefinition::new("bans");
+/// Ended bans are remembered this long so the next ban of the same offender escalates.
+const BAN_MEMORY: u64 = 30 * 86_400;
 /// Store metadata: `format` (version), `seed` (the 16-byte hash key).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -82,6 +87,7 @@ struct Inner {
     clients: ClientMap,
     limits: KeyedMap<GcraState>,
     accounts: KeyedMap<AccountRecord>,
+    bans: KeyedMap<BanRecord>,
     /// Set when a change should be written without waiting for the next tick.
     urgent: AtomicBool,
     /// Serialises batches (flusher thread and explicit `flush`).
@@ -159,6 +165,7 @@ impl EmbeddedStore {
             clients: ClientMap::new(),
             limits: KeyedMap::new(),
             accounts: KeyedMap::new(),
+            bans: KeyedMap::new(),
             urgent: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
             expiry: Mutex::new(None),
@@ -202,6 +209,7 @@ impl EmbeddedStore {
             + self.inner.clients.pending_len()
             + self.inner.limits.pending_len()
             + self.inner.accounts.pending_len()
+            + self.inner.bans.pending_len()
     }
 
     /// The error of the last failed batch, cleared by the next successful one. Failed batches
@@ -258,6 +266,7 @@ fn init_meta(db: &Database) -> Result<[u64; 2], StoreError> {
         txn.open_table(CLIENTS).map_err(io("clients table"))?;
         txn.open_table(LIMITS).map_err(io("limits table"))?;
         txn.open_table(ACCOUNTS).map_err(io("accounts table"))?;
+        txn.open_table(BANS).map_err(io("bans table"))?;
         let format = meta
             .get("format")
             .map_err(io("meta"))?
@@ -340,6 +349,18 @@ fn load(inner: &Inner) -> Result<(), StoreError> {
         let (k, v) = row.map_err(io("reading accounts"))?;
         inner.accounts.load(k.value(), decode_account(v.value())?);
     }
+    let table = txn.open_table(BANS).map_err(io("bans table"))?;
+    for row in table.iter().map_err(io("reading bans"))? {
+        let (k, v) = row.map_err(io("reading bans"))?;
+        let (since, until, count, reason) = v.value();
+        let rec = BanRecord {
+            since: UnixTime(since),
+            until: UnixTime(until),
+            count,
+            reason: reason.to_owned(),
+        };
+        inner.bans.load(k.value(), rec);
+    }
     Ok(())
 }
 
@@ -350,18 +371,25 @@ fn flush_batch(inner: &Inner) -> Result<usize, StoreError> {
     let clients = inner.clients.take_pending();
     let limits = inner.limits.take_pending();
     let accounts = inner.accounts.take_pending();
+    let bans = inner.bans.take_pending();
     // Keys are random hashes: writing them in key order walks the B-tree's pages in order
     // instead of jumping between them at random.
     triplets.sort_unstable_by_key(|(k, _)| KeyHash::from(*k));
-    if triplets.is_empty() && clients.is_empty() && limits.is_empty() && accounts.is_empty() {
+    if triplets.is_empty()
+        && clients.is_empty()
+        && limits.is_empty()
+        && accounts.is_empty()
+        && bans.is_empty()
+    {
         return Ok(0);
     }
-    let n = triplets.len() + clients.len() + limits.len() + accounts.len();
+    let n = triplets.len() + clients.len() + limits.len() + accounts.len() + bans.len();
     let batch = Batch {
         triplets: &triplets,
         clients: &clients,
         limits: &limits,
         accounts: &accounts,
+        bans: &bans,
     };
     match write_batch(&inner.db, &batch) {
         Ok(()) => {
@@ -373,6 +401,7 @@ fn flush_batch(inner: &Inner) -> Result<usize, StoreError> {
             inner.clients.requeue(clients);
             inner.limits.requeue(limits);
             inner.accounts.requeue(accounts);
+            inner.bans.requeue(bans);
             *lock(&inner.last_error) = Some(e.to_string());
             Err(e)
         }
@@ -385,6 +414,7 @@ struct Batch<'a> {
     clients: &'a [(IpAddr, Pending<AwlRecord>)],
     limits: &'a [(Box<str>, Pending<GcraState>)],
     accounts: &'a [(Box<str>, Pending<AccountRecord>)],
+    bans: &'a [(Box<str>, Pending<BanRecord>)],
 }
 
 fn write_batch(db: &Database, batch: &Batch<'_>) -> Result<(), StoreError> {
@@ -393,6 +423,7 @@ fn write_batch(db: &Database, batch: &Batch<'_>) -> Result<(), StoreError> {
         clients,
         limits,
         accounts,
+        bans,
     } = *batch;
     let txn = db.begin_write().map_err(io("begin"))?;
     {
@@ -449,6 +480,18 @@ fn write_batch(db: &Database, batch: &Batch<'_>) -> Result<(), StoreError> {
                 }
                 Pending::Delete => {
                     table.remove(&**k).map_err(io("deleting an account"))?;
+                }
+            }
+        }
+        let mut table = txn.open_table(BANS).map_err(io("bans table"))?;
+        for (k, op) in bans {
+            match op {
+                Pending::Put(b) => {
+                    let v = (b.since.0, b.until.0, b.count, b.reason.as_str());
+                    table.insert(&**k, v).map_err(io("writing a ban"))?;
+                }
+                Pending::Delete => {
+                    table.remove(&**k).map_err(io("deleting a ban"))?;
                 }
             }
         }
@@ -509,6 +552,7 @@ fn run_expiry_if_due(inner: &Inner) {
 fn expire(inner: &Inner, now: UnixTime, times: GreylistTimes) -> ExpireStats {
     // A drained GCRA state equals no state (gcra module docs): drop it.
     inner.limits.retain(|s| s.idle_at > now);
+    inner.bans.retain(|b| !b.forgettable(now, BAN_MEMORY));
     ExpireStats {
         triplets_removed: inner.triplets.expire(now, &times),
         clients_removed: inner.clients.expire(now, times.max_age),
@@ -682,5 +726,26 @@ impl Store for EmbeddedStore {
 
     fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
         ready(Ok(self.inner.accounts.list(limit)))
+    }
+
+    fn ban_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<BanRecord>> {
+        ready(Ok(self.inner.bans.get(key)))
+    }
+
+    /// A new ban is written at once (like account locks), not at the next tick.
+    fn ban_put<'a>(&'a self, key: &'a str, record: BanRecord) -> StoreFuture<'a, ()> {
+        self.inner.bans.update(key, |_| ((), Change::Put(record)));
+        wake_flusher(&self.inner);
+        ready(Ok(()))
+    }
+
+    fn ban_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        let removed = self.inner.bans.remove(key);
+        wake_flusher(&self.inner);
+        ready(Ok(removed))
+    }
+
+    fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
+        ready(Ok(self.inner.bans.list(limit)))
     }
 }
