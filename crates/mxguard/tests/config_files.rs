@@ -41,6 +41,17 @@ fn full_example_loads_with_its_documented_values() {
     assert_eq!(gl.max_age, Duration::from_secs(35 * 86_400));
     assert_eq!(gl.auto_whitelist_clients, 5);
     assert_eq!((gl.ipv4_prefix, gl.ipv6_prefix), (24, 64));
+    // The example shows the built-in defaults.
+    let def = config::load(None).unwrap();
+    let dgl = def.greylist.as_ref().unwrap();
+    assert_eq!(gl.greylist_text, dgl.greylist_text);
+    assert_eq!(
+        (gl.delay, gl.auto_whitelist_clients, gl.header),
+        (dgl.delay, dgl.auto_whitelist_clients, dgl.header)
+    );
+    assert_eq!(cfg.policy.limits, def.policy.limits);
+    assert_eq!(cfg.policy.max_connections, def.policy.max_connections);
+    assert_eq!(cfg.policy.idle_timeout, def.policy.idle_timeout);
     assert_eq!(
         cfg.control.socket,
         PathBuf::from("/run/mxguard/control.sock")
