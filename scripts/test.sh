@@ -30,6 +30,9 @@ step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${TMPDIR:-/tmp}/mxguard-cargo-test.log"
 test "${PIPESTATUS[0]}" -eq 0
 
+step "fuzz targets build (their seed corpora are replayed by cargo test)"
+cargo build --locked --manifest-path fuzz/Cargo.toml
+
 if [ "${MXGUARD_SKIP_IT:-0}" != 1 ]; then
   step "end-to-end suites against real daemons"
   MXGUARD_BIN="$root/target/release/mxguard" bash scripts/it.sh
