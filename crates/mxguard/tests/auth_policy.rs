@@ -443,3 +443,53 @@ fn bans_survive_an_embedded_store_restart() {
 fn tokio_block<T>(f: mxguard_engine::StoreFuture<'_, T>) -> Result<T, mxguard_engine::StoreError> {
     mxguard_engine::dns::block_on(f)
 }
+
+#[test]
+fn shipped_examples_agree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cfg = mxguard::config::load(Some(&root.join("examples/mxguard.toml"))).unwrap();
+    let a = cfg
+        .auth_policy
+        .expect("examples/mxguard.toml has [auth_policy]");
+    let d = mxguard_engine::auth::AuthSettings::default();
+    assert_eq!(a.listen.to_string(), "127.0.0.1:10041");
+    assert_eq!(a.api_header, Some(("x-api-key".into(), "change-me".into())));
+    assert_eq!(
+        (
+            a.settings.window,
+            a.settings.tarpit_after,
+            a.settings.ban_after
+        ),
+        (d.window, d.tarpit_after, d.ban_after)
+    );
+    assert_eq!(
+        (a.settings.ban_time, a.settings.ban_max),
+        (d.ban_time, d.ban_max)
+    );
+    // The Dovecot snippet points at that listener with that header, and sets the nonce.
+    let snippet = std::fs::read_to_string(root.join("examples/dovecot-auth-policy.conf")).unwrap();
+    let setting = |k: &str| {
+        snippet
+            .lines()
+            .find_map(|l| l.strip_prefix(k)?.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(
+        setting("auth_policy_server_url").as_deref(),
+        Some("http://127.0.0.1:10041/")
+    );
+    assert_eq!(
+        setting("auth_policy_server_api_header").as_deref(),
+        Some("X-API-Key: change-me")
+    );
+    for k in [
+        "auth_policy_hash_nonce",
+        "auth_policy_hash_truncate",
+        "auth_policy_check_before_auth",
+        "auth_policy_check_after_auth",
+        "auth_policy_report_after_auth",
+        "auth_policy_reject_on_fail",
+    ] {
+        assert!(setting(k).is_some(), "{k} missing from the snippet");
+    }
+}
