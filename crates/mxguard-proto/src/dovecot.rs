@@ -135,5 +135,30 @@ mod tests {
             br#"{"status":0,"msg":""}"#
         );
         assert_eq!(AuthPolicyReply::tarpit(3).status, 3);
+        assert_eq!(AuthPolicyReply::tarpit(u32::MAX).status, i32::MAX);
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all: an error or a request, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = AuthPolicyRequest::from_json(&body);
+        }
+
+        /// What Dovecot could send (any strings, with or without the report fields)
+        /// decodes to exactly those values.
+        #[test]
+        fn requests_roundtrip(
+            login in ".{0,40}", remote in "[0-9a-f:.]{0,39}", pwhash in "[0-9a-f]{0,8}",
+            tls in proptest::bool::ANY, success in proptest::option::of(proptest::bool::ANY),
+        ) {
+            let r = AuthPolicyRequest {
+                login, remote, pwhash, tls, success,
+                policy_reject: success.map(|_| false),
+                ..AuthPolicyRequest::default()
+            };
+            let json = serde_json::to_vec(&r).unwrap();
+            proptest::prop_assert_eq!(AuthPolicyRequest::from_json(&json).unwrap(), r);
+        }
     }
 }
