@@ -255,17 +255,21 @@ impl AuthPolicy {
         let now = self.clock.now();
         let ip = a.remote.map(|ip| ip.to_canonical());
         let login = account_key(a.login);
+        // A store error skips only the check that needed the store (fail-open); the
+        // in-memory counters still apply.
+        let mut store_error = false;
         if !login.is_empty() {
             match self.store.account_get(&login).await {
                 Ok(Some(rec)) if rec.is_locked() => {
                     return Decision::new(Answer::Reject, "locked");
                 }
                 Ok(_) => {}
-                Err(_) => return Decision::new(Answer::Allow, "store_error"),
+                Err(_) => store_error = true,
             }
         }
+        let none = if store_error { "store_error" } else { "none" };
         let Some(ip) = ip else {
-            return Decision::new(Answer::Allow, "none");
+            return Decision::new(Answer::Allow, none);
         };
         if self.exempt(Some(ip)) {
             return Decision::new(Answer::Allow, "exempt");
@@ -275,9 +279,10 @@ impl AuthPolicy {
             match self.store.ban_get(&key).await {
                 Ok(Some(b)) if b.active(now) => return Decision::new(Answer::Reject, "ban"),
                 Ok(_) => {}
-                Err(_) => return Decision::new(Answer::Allow, "store_error"),
+                Err(_) => store_error = true,
             }
         }
+        let none = if store_error { "store_error" } else { "none" };
         let (t, w, s) = (now.0, self.settings.window, &self.settings);
         let st = &self.state;
         let ip_fails = st.ips.read(&ip, self.hash(ip), |v| {
@@ -299,7 +304,7 @@ impl AuthPolicy {
                 (v.fails.estimate(t, w), known)
             })
         });
-        let mut best = Decision::new(Answer::Allow, "none");
+        let mut best = Decision::new(Answer::Allow, none);
         let mut consider = |secs: u32, by: &'static str| {
             let cur = match best.answer {
                 Answer::Tarpit(n) => n,
@@ -375,40 +380,55 @@ impl AuthPolicy {
         let prefix_fails = st
             .prefixes
             .update(&prefix, self.hash(prefix), t, |v| v.fails.add(t, w, 1));
+        // Once banned, the count starts again (fail2ban): the ban, not the decaying counter,
+        // decides how long the address is refused.
         if s.ban_after > 0 && ip_fails >= s.ban_after {
             let why = format!("auth: {ip_fails} failed logins within {w}s");
-            self.ban(ip_key(ip), now, why, &mut out).await;
+            if self.ban(ip_key(ip), now, why, &mut out).await {
+                st.ips
+                    .update(&ip, self.hash(ip), t, |v| v.fails = Sliding::default());
+            }
         }
         if s.prefix_ban_after > 0 && prefix_fails >= s.prefix_ban_after {
             let why = format!("auth: {prefix_fails} failed logins from {prefix} within {w}s");
-            self.ban(ban_key(prefix), now, why, &mut out).await;
+            if self.ban(ban_key(prefix), now, why, &mut out).await {
+                st.prefixes.update(&prefix, self.hash(prefix), t, |v| {
+                    v.fails = Sliding::default()
+                });
+            }
         }
         out
     }
 
-    /// Places (or escalates) a ban unless one is already active.
+    /// Places (or escalates) a ban unless one is already active; `true` if one was placed.
     async fn ban(
         &self,
         key: String,
         now: crate::clock::UnixTime,
         reason: String,
         out: &mut ReportOutcome,
-    ) {
+    ) -> bool {
         let prev = match self.store.ban_get(&key).await {
             Ok(p) => p,
             Err(_) => {
                 out.store_error = true;
-                return;
+                return false;
             }
         };
         if prev.as_ref().is_some_and(|p| p.active(now)) {
-            return;
+            return false;
         }
         let s = &self.settings;
         let rec = BanRecord::escalated(prev.as_ref(), now, s.ban_time, s.ban_max, reason);
         match self.store.ban_put(&key, rec.clone()).await {
-            Ok(()) => out.banned.push((key, rec)),
-            Err(_) => out.store_error = true,
+            Ok(()) => {
+                out.banned.push((key, rec));
+                true
+            }
+            Err(_) => {
+                out.store_error = true;
+                false
+            }
         }
     }
 

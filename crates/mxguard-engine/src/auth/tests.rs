@@ -72,8 +72,13 @@ fn failures_escalate_from_tarpit_to_ban_and_ban_expires() {
         allow(&p, &at("user0", "198.51.100.8", "0000")).answer,
         Answer::Allow
     );
-    // After the ban (1h) and the window decay (2h), the IP is clean again.
-    clock.advance(Duration::from_secs(2 * 3600 + 1));
+    // The ban, not the decaying counter, decides: right after the hour the IP is clean.
+    clock.advance(Duration::from_secs(3599));
+    assert_eq!(
+        allow(&p, &at("x", "198.51.100.7", "0")).answer,
+        Answer::Reject
+    );
+    clock.advance(Duration::from_secs(1));
     assert_eq!(
         allow(&p, &at("x", "198.51.100.7", "0")).answer,
         Answer::Allow
