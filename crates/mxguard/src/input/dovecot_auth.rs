@@ -147,7 +147,20 @@ async fn expire_job(state: Arc<AuthState>, mut shutdown: watch::Receiver<bool>) 
             _ = crate::input::postfix_policy::stopped(&mut shutdown) => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let n = state.current().engine.expire();
+        let live = state.current();
+        let n = live.engine.expire();
+        let t = live.engine.tracked();
+        let m = &state.shared.metrics.auth_policy;
+        for (kind, v) in [
+            ("ip", t.ips),
+            ("prefix", t.prefixes),
+            ("login", t.logins),
+            ("login_ip", t.pairs),
+        ] {
+            m.tracked
+                .get_or_create(&metrics::TrackedLabels { kind })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
         tracing::debug!(removed = n, "auth policy: idle counters dropped");
     }
 }

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +34,13 @@ pub struct AlertLabels {
     pub kind: &'static str,
 }
 
+/// Labels of `mxguard_auth_policy_tracked_keys`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackedLabels {
+    /// `ip`, `prefix`, `login`, `login_ip`.
+    pub kind: &'static str,
+}
+
 /// Every auth-policy metric.
 #[derive(Debug, Clone)]
 pub struct AuthMetrics {
@@ -42,6 +50,7 @@ pub struct AuthMetrics {
     pub bans: Counter,
     pub alerts: Family<AlertLabels, Counter>,
     pub store_errors: Counter,
+    pub tracked: Family<TrackedLabels, Gauge>,
 }
 
 impl AuthMetrics {
@@ -55,6 +64,7 @@ impl AuthMetrics {
             bans: Counter::default(),
             alerts: Family::default(),
             store_errors: Counter::default(),
+            tracked: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("auth_policy");
         r.register(
@@ -86,6 +96,11 @@ impl AuthMetrics {
             "store_errors",
             "Store failures on the auth-policy path (answered allow: fail-open)",
             m.store_errors.clone(),
+        );
+        r.register(
+            "tracked_keys",
+            "Keys held in memory by the brute-force counters, by kind (updated every expiry pass)",
+            m.tracked.clone(),
         );
         m
     }
