@@ -493,3 +493,40 @@ fn shipped_examples_agree() {
         assert!(setting(k).is_some(), "{k} missing from the snippet");
     }
 }
+
+#[tokio::test]
+async fn reload_applies_new_settings_and_keeps_counters() {
+    let (d, addr) = start("tarpit_after = 2\nreject_text = \"Old\"\n").await;
+    let mut c = Http::new(addr).await;
+    for pw in ["0001", "0002"] {
+        c.report("ruth", "192.0.2.90", pw, false).await;
+    }
+    assert_eq!(c.allow("ruth", "192.0.2.90", "x").await, 1);
+    // New text and a higher tarpit step; same listener (port 0 would rebind: keep the text).
+    let text = std::fs::read_to_string(&d.config_path).unwrap().replace(
+        "reject_text = \"Old\"",
+        "reject_text = \"New\"\ntarpit_step = \"5s\"\nexempt = [\"198.51.100.0/24\"]",
+    );
+    std::fs::write(&d.config_path, text).unwrap();
+    d.daemon().shared.reload().unwrap();
+    // The two failures counted before the reload still count, with the new step.
+    assert_eq!(c.allow("ruth", "192.0.2.90", "x").await, 5);
+    // Exempt after reload: an address with a ban is let in (the documented unban path).
+    let ban = BanRecord {
+        since: UnixTime(common::T0),
+        until: UnixTime(common::T0 + 3600),
+        count: 1,
+        reason: "test".into(),
+    };
+    d.store()
+        .ban_put("198.51.100.5/32", ban.clone())
+        .await
+        .unwrap();
+    d.store().ban_put("192.0.2.91/32", ban).await.unwrap();
+    assert_eq!(c.allow("u", "198.51.100.5", "x").await, 0);
+    let r = c
+        .post("/?command=allow", "", &body("u", "192.0.2.91", "x", None))
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"status": -1, "msg": "New"}));
+    d.stop().await;
+}
