@@ -275,6 +275,14 @@ async fn containment_locks_holds_and_unlock_releases() {
         }
     }
     assert!(last.starts_with("HOLD account locked"), "{last}");
+    // The lock is counted (a process-wide counter: at least this test's lock).
+    let text = d.daemon().shared.metrics.encode();
+    let n: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mxguard_accounts_locked_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 1, "{text}");
     // Locked: every further message is held, its queue id recorded at END-OF-MESSAGE.
     let (r, eom) = message(&mut c, "victim@ex.org", "after", &["a@b.test"], "QH1").await;
     assert!(

@@ -115,6 +115,20 @@ impl Default for ContainmentSettings {
     }
 }
 
+/// Accounts locked by containment since the process started (all policies of this
+/// process; the binary exports it as `mxguard_accounts_locked_total`).
+static LOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many accounts containment has locked since the process started.
+pub fn locks_total() -> u64 {
+    LOCKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one containment lock (called by [`crate::limits::Guard`]).
+pub(crate) fn count_lock() {
+    LOCKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// At most this many accounts have signal state; beyond it, the least recently created is
 /// dropped (an attacker cycling logins cannot grow memory without bound).
 pub const MAX_TRACKED: usize = 100_000;

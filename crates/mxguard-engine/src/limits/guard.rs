@@ -376,6 +376,7 @@ impl Guard {
     ) -> Result<(), StoreError> {
         let reason = format!("score {score}: {}", reasons.join("; "));
         self.lock(user, LockedBy::Containment, &reason).await?;
+        crate::account::count_lock();
         tracing::warn!(
             target: "mxguard::account",
             sasl_username = user, score, reason = %reason,

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// `mxguard_auth_policy_*` (input::dovecot_auth).
     pub auth_policy: crate::input::dovecot_auth::AuthMetrics,
+    /// Accounts locked by containment (synced from the engine's count at each scrape).
+    pub accounts_locked: Counter,
 }
 
 /// Labels of `mxguard_config_reloads_total`.
@@ -113,6 +115,12 @@ impl Metrics {
             reloads.clone(),
         );
         let auth_policy = crate::input::dovecot_auth::AuthMetrics::register(&mut registry);
+        let accounts_locked = Counter::default();
+        registry.register(
+            "accounts_locked",
+            "Accounts locked by compromised-account containment (docs/limits.md)",
+            accounts_locked.clone(),
+        );
         Metrics {
             registry,
             policy_requests,
@@ -123,11 +131,17 @@ impl Metrics {
             store_errors,
             reloads,
             auth_policy,
+            accounts_locked,
         }
     }
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
+        let locked = mxguard_engine::account::locks_total();
+        let seen = self.accounts_locked.get();
+        if locked > seen {
+            self.accounts_locked.inc_by(locked - seen);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
