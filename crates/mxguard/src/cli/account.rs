@@ -154,17 +154,17 @@ pub async fn handle(req: ControlRequest, shared: &Shared) -> ControlReply {
 fn print_record(v: &serde_json::Value) {
     let user = v["user"].as_str().unwrap_or("?");
     if v["locked"].as_bool() == Some(true) {
-        println!(
+        outln!(
             "{user}: LOCKED since {} by {}: {}",
             v["since"],
             v["by"].as_str().unwrap_or("?"),
             v["reason"].as_str().unwrap_or("")
         );
     } else {
-        println!("{user}: not locked");
+        outln!("{user}: not locked");
     }
     let held = v["held"].as_array().map_or(0, Vec::len);
-    println!("  held messages: {held}  containment score: {}", v["score"]);
+    outln!("  held messages: {held}  containment score: {}", v["score"]);
 }
 
 /// Runs `postsuper [-c DIR] -H -` with `ids` on stdin.
@@ -227,14 +227,14 @@ pub fn run(args: &AccountArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&reply.data)?);
+        outln!("{}", serde_json::to_string_pretty(&reply.data)?);
         return Ok(ExitCode::from(EXIT_OK));
     }
     match &args.command {
         AccountCommand::List { .. } => {
             let empty = Vec::new();
             let list = reply.data.as_array().unwrap_or(&empty);
-            println!("accounts ({}):", list.len());
+            outln!("accounts ({}):", list.len());
             list.iter().for_each(print_record);
         }
         AccountCommand::Show { .. } | AccountCommand::Lock { .. } => print_record(&reply.data),
@@ -252,7 +252,7 @@ pub fn run(args: &AccountArgs) -> anyhow::Result<ExitCode> {
                         .collect()
                 })
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{}: unlocked ({} held messages)",
                 account_key(user),
                 ids.len()
@@ -265,9 +265,9 @@ pub fn run(args: &AccountArgs) -> anyhow::Result<ExitCode> {
                         .and_then(|c| c.limits.postfix_config)
                 });
                 release(&ids, dir.as_ref())?;
-                println!("released {} messages from the hold queue", ids.len());
+                outln!("released {} messages from the hold queue", ids.len());
             } else if !ids.is_empty() {
-                println!(
+                outln!(
                     "held queue ids (release with postsuper -H): {}",
                     ids.join(" ")
                 );

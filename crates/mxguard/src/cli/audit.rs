@@ -215,13 +215,13 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         } else {
             report::list_rules()
         };
-        print!("{text}");
+        out!("{text}");
         return Ok(ExitCode::from(EXIT_OK));
     }
     if let Some(id) = &args.explain {
         return Ok(match rule_info(id) {
             Some(r) => {
-                print!("{}", report::explain(r));
+                out!("{}", report::explain(r));
                 ExitCode::from(EXIT_OK)
             }
             None => {
@@ -254,7 +254,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             _ => report::text(&findings, &sources),
         }
     };
-    print!("{out}");
+    out!("{out}");
     let failed = args
         .fail_on
         .is_some_and(|t| findings.iter().any(|f| f.severity >= t));

@@ -32,8 +32,8 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
             let name = path
                 .as_ref()
                 .map_or("built-in defaults".to_owned(), |p| p.display().to_string());
-            println!("{name}: ok");
-            println!(
+            outln!("{name}: ok");
+            outln!(
                 "  policy listen: {}",
                 cfg.policy
                     .listen
@@ -43,14 +43,14 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
                     .join(", ")
             );
             match &cfg.store.kind {
-                config::StoreKind::Embedded(p) => println!("  store: embedded at {}", p.display()),
-                config::StoreKind::Memory => println!("  store: memory (not durable)"),
+                config::StoreKind::Embedded(p) => outln!("  store: embedded at {}", p.display()),
+                config::StoreKind::Memory => outln!("  store: memory (not durable)"),
             }
-            println!(
+            outln!(
                 "  greylist: {}",
                 if cfg.greylist.is_some() { "on" } else { "off" }
             );
-            println!("  control socket: {}", cfg.control.socket.display());
+            outln!("  control socket: {}", cfg.control.socket.display());
             Ok(ExitCode::from(EXIT_OK))
         }
         Err(errors) => {

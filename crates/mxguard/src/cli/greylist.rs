@@ -99,19 +99,19 @@ pub fn run(args: &GreylistArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&reply.data)?);
+        outln!("{}", serde_json::to_string_pretty(&reply.data)?);
         return Ok(ExitCode::from(EXIT_OK));
     }
     match req {
         ControlRequest::GreylistList { .. } => print_list(&reply.data),
         ControlRequest::GreylistWhitelist { client } => {
-            println!("{client}: auto-whitelisted");
+            outln!("{client}: auto-whitelisted");
         }
         ControlRequest::GreylistRemove { target } => {
             if reply.data["removed"].as_bool() == Some(true) {
-                println!("{target}: removed");
+                outln!("{target}: removed");
             } else {
-                println!("{target}: not found");
+                outln!("{target}: not found");
                 return Ok(ExitCode::from(EXIT_FAILURE));
             }
         }
@@ -123,9 +123,9 @@ pub fn run(args: &GreylistArgs) -> anyhow::Result<ExitCode> {
 fn print_list(data: &serde_json::Value) {
     let empty = Vec::new();
     let triplets = data["triplets"].as_array().unwrap_or(&empty);
-    println!("triplets ({}):", triplets.len());
+    outln!("triplets ({}):", triplets.len());
     for t in triplets {
-        println!(
+        outln!(
             "  {}  first={} last={}",
             t["key"].as_str().unwrap_or("?"),
             t["first"],
@@ -133,9 +133,9 @@ fn print_list(data: &serde_json::Value) {
         );
     }
     let clients = data["clients"].as_array().unwrap_or(&empty);
-    println!("auto-whitelisted clients ({}):", clients.len());
+    outln!("auto-whitelisted clients ({}):", clients.len());
     for c in clients {
-        println!(
+        outln!(
             "  {}  count={} last={}",
             c["client"].as_str().unwrap_or("?"),
             c["count"],

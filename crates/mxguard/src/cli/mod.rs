@@ -6,6 +6,24 @@
 //! Client subcommands (`status`, `greylist`) find the daemon's control socket through
 //! [`ClientArgs`]: `--socket`, else `[control] socket` of `--config` (or of the default
 //! config / built-in defaults).
+//!
+//! Subcommands print with `outln!`/`out!` instead of `println!`: when the reader of stdout
+//! goes away (`mxguard bans | head`, `| grep -q`), `println!` panics on EPIPE, while these end
+//! the process quietly with exit code 0, as a well-behaved Unix filter does.
+
+/// Like `println!`, but a closed stdout (broken pipe) ends the process quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Like `print!`, but a closed stdout (broken pipe) ends the process quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
 
 pub mod account;
 pub mod audit;
@@ -21,6 +39,20 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, ConfigErrors};
+
+/// Writes to stdout for `outln!`/`out!`. On a broken pipe the reader has gone: exit 0
+/// without a panic or a message. Other write errors are reported on stderr and exit 1.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(EXIT_OK));
+        }
+        eprintln!("mxguard: error: writing to stdout: {e}");
+        std::process::exit(i32::from(EXIT_FAILURE));
+    }
+}
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;

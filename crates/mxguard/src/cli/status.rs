@@ -30,7 +30,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let reply = runtime()?.block_on(request(&socket, &ControlRequest::Status))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        outln!("{}", serde_json::to_string_pretty(&reply)?);
     } else if reply.ok
         && let Some(obj) = reply.data.as_object()
     {
@@ -39,7 +39,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            println!("{k}: {v}");
+            outln!("{k}: {v}");
         }
     }
     if !reply.ok {
