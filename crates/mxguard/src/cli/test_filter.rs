@@ -261,7 +261,8 @@ fn read_lines(
             }
             return Ok(());
         }
-        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+        // memchr scans 16-32 bytes per step; a byte-wise search was ~10 % of the run time.
+        let (used, done) = match memchr::memchr(b'\n', chunk) {
             Some(p) => (p + 1, Some(p)),
             None => (chunk.len(), None),
         };
