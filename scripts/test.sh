@@ -30,6 +30,9 @@ step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${TMPDIR:-/tmp}/mxguard-cargo-test.log"
 test "${PIPESTATUS[0]}" -eq 0
 
+step "fail2ban sample-log conformance (count shown; the cargo test above gates it)"
+cargo test --locked -q -p mxguard-filter --test conformance -- --nocapture 2>&1 | grep -E '^fail2ban conformance:'
+
 step "fuzz targets build (their seed corpora are replayed by cargo test)"
 cargo build --locked --manifest-path fuzz/Cargo.toml
 
