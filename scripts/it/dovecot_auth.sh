@@ -8,8 +8,8 @@
 # loopback source addresses (127.0.0.x). Checks: a good login works; repeated wrong passwords
 # are tarpitted, then the IP is banned and refused even with the right password (IMAP and
 # SMTP AUTH); another IP still logs in; a phone retrying one stale password is not banned; a
-# locked account is refused with the right password and works after unlock; with mxguard
-# stopped, logins still work (Dovecot's auth_policy_reject_on_fail = no: fail-open).
+# locked account is refused with the right password and works after unlock; bans survive a
+# restart (embedded store); with mxguard stopped, logins still work (Dovecot's auth_policy_reject_on_fail = no: fail-open).
 #
 # Needs root, dovecot-core, dovecot-imapd, postfix, swaks, python3 (scripts/install-deps.sh).
 set -uo pipefail
@@ -216,6 +216,11 @@ check "SMTP AUTH from the banned IP is refused with the right password" \
   sent_reply smtp-banned '^<\*\* +535 .*'"$REJECT_TEXT"
 smtp_auth smtp-clean 127.0.0.22 bob bob-pw
 check "SMTP AUTH from a clean IP succeeds" sent_reply smtp-clean '^<- +235 '
+
+# Bans are in the embedded store: they survive a restart.
+restart_mx() { mx_stop && mx_start "$MX_CONF" "$AUTH_PORT"; }
+check "mxguard restarts" restart_mx
+check "the ban holds across the restart" imap_no 127.0.0.20 bob bob-pw "$REJECT_TEXT"
 
 # A phone retrying one stale password: counted once, never banned.
 for i in $(seq 1 8); do imap 127.0.0.30 carol old-carol-pw >/dev/null; done
