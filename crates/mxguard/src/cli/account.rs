@@ -16,9 +16,9 @@ use clap::{Args, Subcommand};
 use mxguard_engine::account::{AccountRecord, LockedBy, account_key};
 use serde_json::json;
 
-use super::{ClientArgs, EXIT_FAILURE, EXIT_OK, runtime};
+use super::{ClientArgs, EXIT_OK, ask_daemon};
 use crate::config;
-use crate::control::{ControlReply, ControlRequest, request};
+use crate::control::{ControlReply, ControlRequest};
 use crate::service::Shared;
 
 #[derive(Debug, Args)]
@@ -217,34 +217,29 @@ pub fn run(args: &AccountArgs) -> anyhow::Result<ExitCode> {
             false,
         ),
     };
-    let socket = match client.socket_path() {
-        Ok(s) => s,
+    let data = match ask_daemon(client, &req)? {
+        Ok(data) => data,
         Err(code) => return Ok(code),
     };
-    let reply = runtime()?.block_on(request(&socket, &req))?;
-    if !reply.ok {
-        eprintln!("mxguard: error: {}", reply.error.unwrap_or_default());
-        return Ok(ExitCode::from(EXIT_FAILURE));
-    }
     if json_out {
-        outln!("{}", serde_json::to_string_pretty(&reply.data)?);
+        outln!("{}", serde_json::to_string_pretty(&data)?);
         return Ok(ExitCode::from(EXIT_OK));
     }
     match &args.command {
         AccountCommand::List { .. } => {
             let empty = Vec::new();
-            let list = reply.data.as_array().unwrap_or(&empty);
+            let list = data.as_array().unwrap_or(&empty);
             outln!("accounts ({}):", list.len());
             list.iter().for_each(print_record);
         }
-        AccountCommand::Show { .. } | AccountCommand::Lock { .. } => print_record(&reply.data),
+        AccountCommand::Show { .. } | AccountCommand::Lock { .. } => print_record(&data),
         AccountCommand::Unlock {
             client,
             user,
             release: rel,
             postfix_config,
         } => {
-            let ids: Vec<String> = reply.data["held"]
+            let ids: Vec<String> = data["held"]
                 .as_array()
                 .map(|a| {
                     a.iter()

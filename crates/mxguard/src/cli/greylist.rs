@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{ClientArgs, EXIT_FAILURE, EXIT_OK, runtime};
-use crate::control::{ControlRequest, request};
+use super::{ClientArgs, EXIT_FAILURE, EXIT_OK, ask_daemon};
+use crate::control::ControlRequest;
 
 #[derive(Debug, Args)]
 pub struct GreylistArgs {
@@ -89,26 +89,21 @@ pub fn run(args: &GreylistArgs) -> anyhow::Result<ExitCode> {
             false,
         ),
     };
-    let socket = match client.socket_path() {
-        Ok(s) => s,
+    let data = match ask_daemon(client, &req)? {
+        Ok(data) => data,
         Err(code) => return Ok(code),
     };
-    let reply = runtime()?.block_on(request(&socket, &req))?;
-    if !reply.ok {
-        eprintln!("mxguard: error: {}", reply.error.unwrap_or_default());
-        return Ok(ExitCode::from(EXIT_FAILURE));
-    }
     if json {
-        outln!("{}", serde_json::to_string_pretty(&reply.data)?);
+        outln!("{}", serde_json::to_string_pretty(&data)?);
         return Ok(ExitCode::from(EXIT_OK));
     }
     match req {
-        ControlRequest::GreylistList { .. } => print_list(&reply.data),
+        ControlRequest::GreylistList { .. } => print_list(&data),
         ControlRequest::GreylistWhitelist { client } => {
             outln!("{client}: auto-whitelisted");
         }
         ControlRequest::GreylistRemove { target } => {
-            if reply.data["removed"].as_bool() == Some(true) {
+            if data["removed"].as_bool() == Some(true) {
                 outln!("{target}: removed");
             } else {
                 outln!("{target}: not found");

@@ -54,6 +54,25 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Sends one request to the daemon's control socket named by `client` and returns the reply's
+/// data. `Ok(Err(code))`: the socket could not be located, or the daemon refused the request;
+/// either is already reported on stderr and `code` is the exit code to return.
+pub(crate) fn ask_daemon(
+    client: &ClientArgs,
+    req: &crate::control::ControlRequest,
+) -> anyhow::Result<Result<serde_json::Value, ExitCode>> {
+    let socket = match client.socket_path() {
+        Ok(s) => s,
+        Err(code) => return Ok(Err(code)),
+    };
+    let reply = runtime()?.block_on(crate::control::request(&socket, req))?;
+    if !reply.ok {
+        eprintln!("mxguard: error: {}", reply.error.unwrap_or_default());
+        return Ok(Err(ExitCode::from(EXIT_FAILURE)));
+    }
+    Ok(Ok(reply.data))
+}
+
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code for a failure (check failed, operation failed).
