@@ -98,7 +98,7 @@ pub struct Mx {
 
 /// Asynchronous DNS lookups. Names are given without trailing dot and compared
 /// case-insensitively; implementations follow CNAMEs.
-pub trait Resolver: Send + Sync {
+pub trait Resolver: Send + Sync + std::fmt::Debug {
     /// TXT records at `name`.
     fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Txt>;
     /// IPv4 addresses of `name`.

@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod checks;
 pub mod clock;
 pub mod dns;
 pub mod dnsbl;
@@ -16,6 +17,7 @@ pub mod helo;
 pub mod limits;
 pub mod lists;
 pub mod policy;
+pub mod prepend;
 pub mod request;
 pub mod spf;
 pub mod store;

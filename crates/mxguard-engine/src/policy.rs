@@ -1,9 +1,12 @@
 //! The policy chain: one [`Request`] in, one [`Verdict`] out.
 //!
-//! The chain is ordered: static allow/deny lists ([`crate::lists`]) first, then greylisting
-//! ([`crate::greylist`]) at the RCPT stage. The first check with an opinion decides. Later
-//! checks (SPF, DNSBL, rate limits) slot in here. The binary builds one [`Policy`] per
-//! configuration (and swaps it on SIGHUP) and calls [`Policy::decide`] for each request.
+//! The chain is ordered: static allow/deny lists ([`crate::lists`]) and rate limits
+//! ([`crate::limits`]) first, then the DNS-based sender checks ([`crate::checks`]: HELO, DNSBL,
+//! SPF), then greylisting ([`crate::greylist`]) at the RCPT stage. The first check with an
+//! opinion decides. Headers that checks want prepended are handed out one per reply
+//! ([`crate::prepend`]). The binary builds one [`Policy`] per configuration (and swaps it on
+//! SIGHUP), gives it a resolver and a timer ([`Policy::with_resolver`], [`Policy::with_timer`])
+//! and calls [`Policy::decide`] for each request.
 //!
 //! Store failures never stop mail: the policy answers [`Action::Dunno`] with `decided_by`
 //! [`STORE_ERROR`], which the binary maps to its configured fail-open answer and counts.
@@ -11,9 +14,14 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::checks::{
+    Checked, DnsblSettings, HeloSettings, SenderChecks, SpfSettings, StepSettings,
+};
 use crate::clock::{Clock, UnixTime};
+use crate::dns::Resolver;
 use crate::greylist::GreylistSettings;
 use crate::lists::{ListMatch, StaticLists};
+use crate::prepend::{HeaderQueue, stage_allows_prepend};
 use crate::request::{Request, Stage};
 use crate::store::{AwlRecord, Store, StoreError};
 use crate::verdict::{Action, STORE_ERROR, Verdict};
@@ -28,6 +36,12 @@ pub struct PolicySettings {
     pub limits: crate::limits::LimitSettings,
     /// `[account]` containment; `None` when off (admin locks are honoured either way).
     pub containment: Option<crate::account::ContainmentSettings>,
+    /// `[helo]` HELO / reverse-DNS checks; `None` when off.
+    pub helo: Option<HeloSettings>,
+    /// `[dnsbl]` weighted DNSBL/DNSWL scoring; `None` when off.
+    pub dnsbl: Option<DnsblSettings>,
+    /// `[spf]` policyd-spf compatible SPF checks; `None` when off.
+    pub spf: Option<SpfSettings>,
 }
 
 /// How many message instances are remembered to add `X-Greylist:` once per message.
@@ -71,6 +85,8 @@ pub struct Policy {
     clock: Arc<dyn Clock>,
     instances: Mutex<RecentInstances>,
     guard: crate::limits::Guard,
+    checks: SenderChecks,
+    headers: Mutex<HeaderQueue>,
 }
 
 impl Policy {
@@ -87,7 +103,23 @@ impl Policy {
             store,
             clock,
             instances: Mutex::new(RecentInstances::default()),
+            checks: SenderChecks::default(),
+            headers: Mutex::new(HeaderQueue::default()),
         }
+    }
+
+    /// Uses `resolver` for the DNS-based checks (without one, every lookup fails: SPF
+    /// temperror, DNSBL not listed).
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.checks.resolver = resolver;
+        self
+    }
+
+    /// Uses `timer` to bound the DNS-based checks by their time budgets (without one, only
+    /// the resolver's own timeouts apply).
+    pub fn with_timer(mut self, timer: Arc<dyn crate::checks::Timer>) -> Self {
+        self.checks.timer = timer;
+        self
     }
 
     /// The settings this policy runs with.
@@ -105,8 +137,48 @@ impl Policy {
         &self.store
     }
 
-    /// Decides one request (see module docs for the order).
+    /// Decides one request (see module docs for the order), with at most one header.
     pub async fn decide(&self, req: &Request) -> Verdict {
+        let mut headers = Vec::new();
+        let verdict = self.chain(req, &mut headers).await;
+        self.one_header(req, verdict, headers)
+    }
+
+    /// Queues this request's new headers after the message's pending ones, and answers the
+    /// first pending header instead of a plain `DUNNO` (crate::prepend). A reject, defer, hold
+    /// or `OK` wins, and a store error keeps its fail-open meaning.
+    fn one_header(
+        &self,
+        req: &Request,
+        verdict: Verdict,
+        mut headers: Vec<(String, &'static str)>,
+    ) -> Verdict {
+        let verdict = match verdict.action {
+            Action::Prepend(h) => {
+                headers.push((h, verdict.decided_by));
+                Verdict::new(Action::Dunno, verdict.decided_by)
+            }
+            _ => verdict,
+        };
+        let may_prepend = verdict.action == Action::Dunno
+            && !verdict.is_store_error()
+            && stage_allows_prepend(req.stage);
+        if req.instance.is_empty() {
+            // No message to remember them for: the first header now, the others are lost.
+            return match headers.into_iter().next() {
+                Some((h, by)) if may_prepend => Verdict::new(Action::Prepend(h), by),
+                _ => verdict,
+            };
+        }
+        let mut queue = self.headers.lock().unwrap_or_else(|e| e.into_inner());
+        queue.push(&req.instance, headers);
+        if may_prepend && let Some((h, by)) = queue.pop(&req.instance) {
+            return Verdict::new(Action::Prepend(h), by);
+        }
+        verdict
+    }
+
+    async fn chain(&self, req: &Request, headers: &mut Vec<(String, &'static str)>) -> Verdict {
         let listed = self.settings.lists.check(req);
         // Rate limits and account containment run before the allow list (webmail on an
         // allowed host must not exempt its logins, seed 002) and before greylisting.
@@ -123,11 +195,26 @@ impl Policy {
             }
             ListMatch::None => {}
         }
+        let s = &self.settings;
+        let steps = StepSettings {
+            helo: s.helo.as_ref(),
+            dnsbl: s.dnsbl.as_ref(),
+            spf: s.spf.as_ref(),
+        };
+        let checked: Checked = self.checks.run(steps, req, self.clock.now()).await;
+        headers.extend(checked.headers);
+        if let Some(v) = checked.verdict {
+            return v;
+        }
         if let Some(gl) = &self.settings.greylist
             && req.stage == Stage::Rcpt
             && !req.recipient.is_empty()
         {
-            return match self.greylist(gl, req).await {
+            if checked.allowlisted {
+                return Verdict::new(Action::Dunno, "dnsbl");
+            }
+            let domain = checked.verified_domain.as_deref();
+            return match self.greylist(gl, req, domain).await {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "greylist store failed; failing open");
@@ -140,7 +227,15 @@ impl Policy {
 
     /// postgrey 1.37 `smtpd_access_policy` from the whitelists on (module docs of
     /// [`crate::greylist`]).
-    async fn greylist(&self, gl: &GreylistSettings, req: &Request) -> Result<Verdict, StoreError> {
+    ///
+    /// `verified_domain` is the MAIL FROM domain an SPF pass verified for this message; with
+    /// `spf_domain_key` it replaces the client network in the triplet.
+    async fn greylist(
+        &self,
+        gl: &GreylistSettings,
+        req: &Request,
+        verified_domain: Option<&str>,
+    ) -> Result<Verdict, StoreError> {
         if gl
             .whitelist_clients
             .matches(req.client_ip, req.client_name.as_deref())
@@ -166,7 +261,10 @@ impl Policy {
             return Ok(Verdict::new(Action::Dunno, "greylist_awl"));
         }
 
-        let key = gl.key(req.client_ip, &req.sender, &req.recipient);
+        let key = match verified_domain {
+            Some(domain) if gl.spf_domain_key => gl.domain_key(domain, &req.sender, &req.recipient),
+            _ => gl.key(req.client_ip, &req.sender, &req.recipient),
+        };
         let outcome = self.store.greylist_touch(&key, now, times).await?;
         let last_was_successful = outcome
             .previous

@@ -64,6 +64,9 @@ pub const DECIDERS: &[&str] = &[
     "greylist_awl",
     "limit",
     "account_locked",
+    "helo",
+    "dnsbl",
+    "spf",
     STORE_ERROR,
 ];
 

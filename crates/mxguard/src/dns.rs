@@ -11,6 +11,7 @@
 //! stay distinct, as RFC 7208's void-lookup limit needs.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
@@ -19,6 +20,8 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData};
+use mxguard_engine::checks::NoResolver;
+use mxguard_engine::checks::budget::{Sleep, Timer};
 use mxguard_engine::dns::{DnsError, DnsFuture, DnsResult, Lookup, Mx, Resolver, Txt};
 use mxguard_engine::spf::policyd_spf::{MessageInfo, PolicydSpf, SpfDecision};
 
@@ -207,6 +210,58 @@ impl Resolver for HickoryResolver {
             RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_string()),
             _ => None,
         }))
+    }
+}
+
+/// The engine's [`Timer`] on tokio's clock: bounds the DNS-based checks by their budgets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+impl Timer for TokioTimer {
+    fn sleep(&self, d: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// The resolver the policy engine uses: a fixed one (tests), or hickory built from `[dns]`,
+/// rebuilt only when `[dns]` changes so its cache survives a reload.
+#[derive(Debug)]
+pub struct ResolverSlot {
+    fixed: Option<Arc<dyn Resolver>>,
+    built: Mutex<Option<(DnsSettings, Arc<dyn Resolver>)>>,
+}
+
+impl ResolverSlot {
+    /// A slot that builds from the configuration, or always answers `fixed` when given.
+    pub fn new(fixed: Option<Arc<dyn Resolver>>) -> ResolverSlot {
+        ResolverSlot {
+            fixed,
+            built: Mutex::new(None),
+        }
+    }
+
+    /// The resolver for `settings`. Must run inside a tokio runtime. A resolver that cannot be
+    /// built (no readable resolv.conf) is logged and replaced by one whose every lookup fails:
+    /// SPF answers temperror, DNSBLs count as not listed; mail keeps flowing.
+    pub fn get(&self, settings: &DnsSettings) -> Arc<dyn Resolver> {
+        if let Some(r) = &self.fixed {
+            return r.clone();
+        }
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, r)) = built.as_ref()
+            && s == settings
+        {
+            return r.clone();
+        }
+        let r: Arc<dyn Resolver> = match HickoryResolver::new(settings) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::error!(error = %e, "DNS resolver unavailable; DNS-based checks fail open");
+                Arc::new(NoResolver)
+            }
+        };
+        *built = Some((settings.clone(), r.clone()));
+        r
     }
 }
 

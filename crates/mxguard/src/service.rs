@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config, ConfigErrors, StoreKind};
+use crate::dns::{ResolverSlot, TokioTimer};
 use crate::input::postfix_policy::{self, Listener, PolicyContext};
 use crate::output::metrics::{self, Metrics, ReloadLabels};
 use crate::store::EmbeddedStore;
@@ -64,16 +65,30 @@ pub struct Shared {
     pub last_reload: Mutex<Option<ReloadReport>>,
     /// The embedded store's handle when it is the backend (it runs its own expiry).
     pub embedded: Option<Arc<EmbeddedStore>>,
+    /// The DNS resolver of the sender checks (`[dns]`).
+    pub dns: ResolverSlot,
+}
+
+/// The policy engine for `cfg`, with the DNS resolver when a check needs one and tokio's
+/// timer for the checks' time budgets.
+fn build_engine(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    dns: &ResolverSlot,
+) -> Engine {
+    let engine = Engine::new(cfg.policy_settings(), store, clock).with_timer(Arc::new(TokioTimer));
+    if cfg.checks.use_dns() {
+        engine.with_resolver(dns.get(&cfg.checks.dns))
+    } else {
+        engine
+    }
 }
 
 impl Shared {
     fn live_for(&self, cfg: &Config) -> Live {
         Live {
-            engine: Engine::new(
-                cfg.policy_settings(),
-                self.store.clone(),
-                self.clock.clone(),
-            ),
+            engine: build_engine(cfg, self.store.clone(), self.clock.clone(), &self.dns),
             default_action: cfg.policy.default_action.clone(),
             limits: cfg.policy.limits,
             idle_timeout: cfg.policy.idle_timeout,
@@ -161,6 +176,8 @@ pub struct StartOptions {
     pub clock: Option<Arc<dyn Clock>>,
     /// A ready store; otherwise opened from `[store]`.
     pub store: Option<Arc<dyn Store>>,
+    /// A fixed DNS resolver for the sender checks; otherwise hickory built from `[dns]`.
+    pub resolver: Option<Arc<dyn mxguard_engine::dns::Resolver>>,
 }
 
 /// A running daemon.
@@ -226,9 +243,10 @@ impl Daemon {
         let store = opened.store.clone();
         let metrics = Arc::new(Metrics::new());
         let config_path = opts.config_path.or_else(|| cfg.source.clone());
+        let dns = ResolverSlot::new(opts.resolver);
         let shared = Arc::new(Shared {
             live: Arc::new(ArcSwap::from_pointee(Live {
-                engine: Engine::new(cfg.policy_settings(), store.clone(), clock.clone()),
+                engine: build_engine(&cfg, store.clone(), clock.clone(), &dns),
                 default_action: cfg.policy.default_action.clone(),
                 limits: cfg.policy.limits,
                 idle_timeout: cfg.policy.idle_timeout,
@@ -241,6 +259,7 @@ impl Daemon {
             config_path,
             last_reload: Mutex::new(None),
             embedded: opened.embedded,
+            dns,
         });
         shared.apply_expiry(&cfg);
 

@@ -61,6 +61,10 @@ pub struct GreylistSettings {
     pub header: bool,
     /// The host name in the `X-Greylist:` header (postgrey `--hostname`).
     pub hostname: String,
+    /// Key the triplet on the SPF-verified sender domain instead of the client network when
+    /// SPF passed for the MAIL FROM domain (what postgrey lacks: a provider's rotating pool
+    /// passes on its first retry from any address). Default on; needs `[spf]`.
+    pub spf_domain_key: bool,
 }
 
 impl Default for GreylistSettings {
@@ -77,6 +81,7 @@ impl Default for GreylistSettings {
             greylist_text: DEFAULT_GREYLIST_TEXT.to_owned(),
             header: true,
             hostname: "localhost".to_owned(),
+            spf_domain_key: true,
         }
     }
 }
@@ -108,6 +113,15 @@ impl GreylistSettings {
     pub fn key(&self, client_ip: IpAddr, sender: &str, recipient: &str) -> GreylistKey {
         let net = self.client_network(client_ip);
         let mut text = format!("{net}/{}/{recipient}", normalise_sender(sender));
+        text.make_ascii_lowercase();
+        GreylistKey::from_normalised(text)
+    }
+
+    /// The triplet key of a message whose sender domain passed SPF: the verified domain takes
+    /// the client network's place (`"spf:<domain>/<normalised sender>/<recipient>"`; the
+    /// `spf:` prefix keeps the two kinds of keys apart).
+    pub fn domain_key(&self, domain: &str, sender: &str, recipient: &str) -> GreylistKey {
+        let mut text = format!("spf:{domain}/{}/{recipient}", normalise_sender(sender));
         text.make_ascii_lowercase();
         GreylistKey::from_normalised(text)
     }

@@ -10,6 +10,7 @@
 //! (docs/configuration.md).
 
 pub mod auth_policy;
+pub mod checks;
 mod defaults;
 mod duration;
 pub mod limits;
@@ -162,6 +163,8 @@ pub struct Config {
     pub log: Log,
     /// `[auth_policy]`; `None` when the table is absent (endpoint off).
     pub auth_policy: Option<auth_policy::AuthPolicy>,
+    /// `[dns]`, `[spf]`, `[helo]`, `[dnsbl]`.
+    pub checks: checks::Checks,
 }
 
 impl Config {
@@ -172,6 +175,9 @@ impl Config {
             greylist: self.greylist.clone(),
             limits: self.limits.limits.clone(),
             containment: self.limits.containment.clone(),
+            helo: self.checks.helo.clone(),
+            dnsbl: self.checks.dnsbl.clone(),
+            spf: self.checks.spf.clone(),
         }
     }
 }

@@ -23,6 +23,11 @@ pub struct FileConfig {
     pub account: Option<super::limits::AccountConfig>,
     /// `[auth_policy]` Dovecot auth-policy endpoint (config/auth_policy.rs).
     pub auth_policy: Option<super::auth_policy::AuthPolicyConfig>,
+    /// `[dns]`, `[spf]`, `[helo]`, `[dnsbl]`: DNS-based sender checks (config/checks.rs).
+    pub dns: Option<super::checks::DnsConfig>,
+    pub spf: Option<super::checks::SpfConfig>,
+    pub helo: Option<super::checks::HeloConfig>,
+    pub dnsbl: Option<Spanned<super::checks::DnsblConfig>>,
 }
 
 /// `[policy]`: the Postfix policy service.
@@ -67,6 +72,8 @@ pub struct GreylistConfig {
     pub text: Option<Spanned<String>>,
     pub header: Option<bool>,
     pub hostname: Option<Spanned<String>>,
+    /// Key triplets on the SPF-verified sender domain (config/checks.rs, `[spf]`).
+    pub spf_domain_key: Option<bool>,
 }
 
 /// `[lists]`: static allow and deny lists, checked before everything else.

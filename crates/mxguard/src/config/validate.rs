@@ -124,6 +124,15 @@ pub(super) fn validate(
     });
     let auth_policy =
         super::auth_policy::validate(raw.auth_policy.as_ref(), &mut |span, m| ctx.err_at(span, m));
+    let checks = super::checks::validate(
+        super::checks::Raw {
+            dns: raw.dns.as_ref(),
+            spf: raw.spf.as_ref(),
+            helo: raw.helo.as_ref(),
+            dnsbl: raw.dnsbl.as_ref(),
+        },
+        &mut |span, m| ctx.err_at(span, m),
+    );
     let control = Control {
         socket: match &raw.control.socket {
             Some(s) => {
@@ -189,6 +198,7 @@ pub(super) fn validate(
         metrics,
         log,
         auth_policy,
+        checks,
     })
 }
 
@@ -422,6 +432,7 @@ fn greylist(ctx: &mut Ctx<'_>, raw: &GreylistConfig) -> Option<GreylistSettings>
         greylist_text: text,
         header: raw.header.unwrap_or(true),
         hostname,
+        spf_domain_key: raw.spf_domain_key.unwrap_or(true),
     })
 }
 

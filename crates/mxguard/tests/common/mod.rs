@@ -85,6 +85,7 @@ pub async fn start_full(
             config_path: Some(config_path.clone()),
             clock: Some(Arc::new(clock.clone())),
             store: Some(store),
+            ..StartOptions::default()
         },
     )
     .await
