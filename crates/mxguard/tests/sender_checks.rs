@@ -5,6 +5,9 @@
 //! (tokio's timer, real time). Zone data comes from the engine's `FakeResolver`, injected
 //! through `StartOptions::resolver`.
 
+// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
