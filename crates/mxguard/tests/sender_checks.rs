@@ -272,3 +272,42 @@ async fn a_slow_dns_never_holds_a_reply_past_the_budget() {
     );
     d.stop().await;
 }
+
+/// The commented sender-check block of examples/mxguard.toml, uncommented, is a valid
+/// configuration with the values it claims.
+#[test]
+fn example_sender_check_block_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mxguard.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("# >>> sender checks").unwrap();
+    let end = text.find("# <<< sender checks").unwrap();
+    let block: String = text
+        .get(start..end)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("##"))
+        .map(|l| l.strip_prefix('#').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = config::parse("example", &block, None).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    let c = &cfg.checks;
+    assert!(c.dns.servers.is_empty());
+    assert_eq!(c.dns.timeout, Duration::from_secs(2));
+    let spf = c.spf.as_ref().unwrap();
+    assert_eq!(spf.budget, Duration::from_secs(10));
+    assert!(spf.header && spf.policyd.enforce && !spf.policyd.permerror_reject);
+    assert_eq!(spf.policyd.skip_addresses.len(), 3);
+    let bl = c.dnsbl.as_ref().unwrap();
+    assert_eq!(bl.dnsbl.sites.len(), 2);
+    assert_eq!((bl.dnsbl.threshold, bl.dnsbl.allowlist_threshold), (3, -1));
+    let helo = c.helo.as_ref().unwrap();
+    assert_eq!(helo.checks.our_names, vec!["mx1.example.org".to_string()]);
+    assert!(helo.unknown_client.is_none() && helo.invalid.is_some());
+    // The shipped file itself leaves them off.
+    let shipped = config::load(Some(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mxguard.toml"),
+    ))
+    .unwrap();
+    assert!(shipped.checks.spf.is_none() && shipped.greylist.unwrap().spf_domain_key);
+}
