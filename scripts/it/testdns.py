@@ -15,7 +15,7 @@ Zone file: one record per line, `name TYPE value`, `#` comments:
     25.2.0.192.in-addr.arpa PTR mx.pass.test
 TXT values longer than 255 bytes are split into several character-strings.
 
-Usage: testdns.py ZONEFILE PORT [--silent SUFFIX] [--pidfile FILE]
+Usage: testdns.py ZONEFILE PORT [--silent SUFFIX] [--ttl SECONDS] [--pidfile FILE]
 """
 
 import argparse
@@ -28,7 +28,7 @@ import sys
 import threading
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
-TTL = 60
+TTL = 60  # --ttl
 
 
 def encode_name(name):
@@ -178,12 +178,15 @@ class Server:
 
 
 def main():
+    global TTL
     ap = argparse.ArgumentParser(description="tiny authoritative DNS server for tests")
     ap.add_argument("zone")
     ap.add_argument("port", type=int)
     ap.add_argument("--silent", default="", help="never answer names under this suffix")
+    ap.add_argument("--ttl", type=int, default=TTL, help="TTL of every record (and SOA minimum)")
     ap.add_argument("--pidfile")
     args = ap.parse_args()
+    TTL = args.ttl
     server = Server(load_zone(args.zone), args.silent.lower().strip("."))
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", args.port))
