@@ -1,4 +1,6 @@
-//! Outputs of the daemon: what it tells the outside world besides policy replies. Today the
-//! Prometheus endpoint ([`metrics`]); nftables bans come with the log-jail work.
+//! Outputs of the daemon: what it tells the outside world besides policy replies: the
+//! Prometheus endpoint ([`metrics`]) and the ban actions behind [`firewall::BanAction`]
+//! (nftables, ipset, command).
 
+pub mod firewall;
 pub mod metrics;
