@@ -1,12 +1,12 @@
 //! The seam between ban decisions and the things that enforce them: the [`BanAction`] trait,
 //! the [`ActionRegistry`] of configured actions by name, and [`RecordingAction`] for tests.
 //!
-//! Who calls it: the ban manager (log jails, `mxguard ban`/`unban`, restore at start) records a
-//! ban in the store first, then hands it to every action its jail names. Who implements it:
-//! `output::nftables` (sets with kernel timeouts, one `nft -f` transaction per batch),
-//! `output::ipset`, `output::command` (a command line with `<ip>`, `<jail>`, `<bantime>`
-//! placeholders). The policy-level ban list needs no action: the Postfix policy reads the
-//! store's ban list directly.
+//! Nothing calls it yet: it is the contract for the log-jail work (issue 5). Planned callers:
+//! the ban manager (log jails, `mxguard ban`/`unban`, restore at start) records a ban in the
+//! store first, then hands it to every action its jail names. Planned implementations:
+//! nftables (sets with kernel timeouts, one `nft -f` transaction per batch), ipset, and a
+//! command line with `<ip>`, `<jail>`, `<bantime>` placeholders. The policy-level ban list
+//! needs no action: the Postfix policy is to read the store's ban list directly.
 //!
 //! What it does not do: decide bans, count failures, or touch the store. Actions get whole
 //! batches (`&[FirewallBan]`) because the 100,000-ban restore at start must be one transaction,
@@ -123,13 +123,19 @@ impl RecordingAction {
 
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<Recorded> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        self.log().clone()
+    }
+
+    /// The call log. A test that panicked while holding it must not make later calls vanish
+    /// from the record, so a poisoned lock is taken over rather than skipped.
+    fn log(&self) -> std::sync::MutexGuard<'_, Vec<Recorded>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, r: Recorded) -> ActionFuture<'_> {
-        if let Ok(mut c) = self.calls.lock() {
-            c.push(r);
-        }
+        self.log().push(r);
         Box::pin(std::future::ready(Ok(())))
     }
 }
