@@ -14,6 +14,7 @@ pub mod dns;
 pub mod dnsbl;
 pub mod greylist;
 pub mod helo;
+pub mod jail;
 pub mod limits;
 pub mod lists;
 pub mod policy;

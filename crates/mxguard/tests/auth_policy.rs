@@ -429,6 +429,7 @@ fn bans_survive_an_embedded_store_restart() {
         since: UnixTime(common::T0),
         until: UnixTime(common::T0 + 3600),
         count: 2,
+        jail: "auth".into(),
         reason: "auth: 10 failed logins within 3600s".into(),
     };
     tokio_block(s.ban_put("192.0.2.7/32", rec.clone())).unwrap();
@@ -516,6 +517,7 @@ async fn reload_applies_new_settings_and_keeps_counters() {
         since: UnixTime(common::T0),
         until: UnixTime(common::T0 + 3600),
         count: 1,
+        jail: "manual".into(),
         reason: "test".into(),
     };
     d.store()

@@ -24,11 +24,21 @@ pub struct BanRecord {
     pub until: UnixTime,
     /// How many times this key was banned (1 for the first ban).
     pub count: u32,
+    /// Who banned it: a jail name, `"auth"` (the auth policy) or `"manual"` (`mxguard ban`).
+    pub jail: String,
     /// Who and why, for `mxguard bans` and logs (`auth: 10 failed logins in 3600s`).
     pub reason: String,
 }
 
+/// The `until` of a permanent ban (fail2ban `bantime = -1`).
+pub const PERMANENT: UnixTime = UnixTime(u64::MAX);
+
 impl BanRecord {
+    /// Whether the ban never ends.
+    pub fn permanent(&self) -> bool {
+        self.until == PERMANENT
+    }
+
     /// Whether the ban is in force at `now`.
     pub fn active(&self, now: UnixTime) -> bool {
         now < self.until
@@ -48,6 +58,7 @@ impl BanRecord {
         now: UnixTime,
         base: u64,
         max: u64,
+        jail: &str,
         reason: String,
     ) -> BanRecord {
         let count = prev.map_or(1, |p| p.count.saturating_add(1));
@@ -63,6 +74,7 @@ impl BanRecord {
             since: now,
             until,
             count,
+            jail: jail.to_string(),
             reason,
         }
     }
@@ -85,14 +97,14 @@ mod tests {
     #[test]
     fn bans_double_and_cap() {
         let t = UnixTime(1000);
-        let b1 = BanRecord::escalated(None, t, 600, 3000, "x".into());
+        let b1 = BanRecord::escalated(None, t, 600, 3000, "auth", "x".into());
         assert_eq!((b1.count, b1.until), (1, UnixTime(1600)));
         assert!(b1.active(UnixTime(1599)) && !b1.active(UnixTime(1600)));
-        let b2 = BanRecord::escalated(Some(&b1), UnixTime(2000), 600, 3000, "x".into());
+        let b2 = BanRecord::escalated(Some(&b1), UnixTime(2000), 600, 3000, "auth", "x".into());
         assert_eq!((b2.count, b2.until), (2, UnixTime(3200)));
-        let b3 = BanRecord::escalated(Some(&b2), UnixTime(4000), 600, 3000, "x".into());
+        let b3 = BanRecord::escalated(Some(&b2), UnixTime(4000), 600, 3000, "auth", "x".into());
         assert_eq!(b3.until, UnixTime(6400));
-        let b4 = BanRecord::escalated(Some(&b3), UnixTime(7000), 600, 3000, "x".into());
+        let b4 = BanRecord::escalated(Some(&b3), UnixTime(7000), 600, 3000, "auth", "x".into());
         assert_eq!(b4.until, UnixTime(10_000), "capped at max");
         assert!(!b4.forgettable(UnixTime(10_050), 100));
         assert!(b4.forgettable(UnixTime(10_101), 100));

@@ -419,7 +419,7 @@ impl AuthPolicy {
             return false;
         }
         let s = &self.settings;
-        let rec = BanRecord::escalated(prev.as_ref(), now, s.ban_time, s.ban_max, reason);
+        let rec = BanRecord::escalated(prev.as_ref(), now, s.ban_time, s.ban_max, "auth", reason);
         match self.store.ban_put(&key, rec.clone()).await {
             Ok(()) => {
                 out.banned.push((key, rec));

@@ -13,6 +13,7 @@ pub mod auth_policy;
 pub mod checks;
 mod defaults;
 mod duration;
+pub mod jails;
 pub mod limits;
 pub mod raw;
 mod validate;
@@ -165,6 +166,8 @@ pub struct Config {
     pub auth_policy: Option<auth_policy::AuthPolicy>,
     /// `[dns]`, `[spf]`, `[helo]`, `[dnsbl]`.
     pub checks: checks::Checks,
+    /// `[[jail]]`, `[bans]`, `[[action]]`.
+    pub jails: jails::Jails,
 }
 
 impl Config {

@@ -28,6 +28,10 @@ pub struct FileConfig {
     pub spf: Option<super::checks::SpfConfig>,
     pub helo: Option<super::checks::HeloConfig>,
     pub dnsbl: Option<Spanned<super::checks::DnsblConfig>>,
+    /// `[[jail]]`, `[bans]`, `[[action]]`: log jails and the ban list (config/jails.rs).
+    pub jail: Vec<super::jails::JailConfig>,
+    pub bans: Option<super::jails::BansConfig>,
+    pub action: Vec<super::jails::ActionConfig>,
 }
 
 /// `[policy]`: the Postfix policy service.

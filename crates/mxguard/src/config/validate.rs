@@ -143,6 +143,18 @@ pub(super) fn validate(
             None => default_control_socket(base),
         },
     };
+    let state_dir = match &store.kind {
+        StoreKind::Embedded(dir) => Some(dir.clone()),
+        StoreKind::Memory => None,
+    };
+    let jails = super::jails::validate(
+        &raw.jail,
+        raw.bans.as_ref(),
+        &raw.action,
+        base,
+        state_dir.as_deref(),
+        &mut |span, m| ctx.err_at(span, m),
+    );
     let metrics = raw.metrics.as_ref().map(|m| {
         let listen = match &m.listen {
             Some(l) => l.get_ref().parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -197,6 +209,7 @@ pub(super) fn validate(
         control,
         metrics,
         log,
+        jails,
         auth_policy,
         checks,
     })

@@ -51,7 +51,9 @@ const LIMITS: TableDefinition<&str, &[u8]> = TableDefinition::new("limits");
 /// Account (normalised SASL user) -> account record ([`super::codec`]).
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 /// Ban key (CIDR text) -> (since, until, count, reason) (`mxguard_engine::auth::ban`).
-const BANS: TableDefinition<&str, (u64, u64, u32, &str)> = TableDefinition::new("bans");
+/// `(since, until, count, reason, jail)`. The table name carries its version: "bans" (without
+/// the jail) was replaced before any release and is ignored.
+const BANS: TableDefinition<&str, (u64, u64, u32, &str, &str)> = TableDefinition::new("bans_v2");
 /// Ended bans are remembered this long so the next ban of the same offender escalates.
 const BAN_MEMORY: u64 = 30 * 86_400;
 /// Store metadata: `format` (version), `seed` (the 16-byte hash key).
@@ -352,11 +354,12 @@ fn load(inner: &Inner) -> Result<(), StoreError> {
     let table = txn.open_table(BANS).map_err(io("bans table"))?;
     for row in table.iter().map_err(io("reading bans"))? {
         let (k, v) = row.map_err(io("reading bans"))?;
-        let (since, until, count, reason) = v.value();
+        let (since, until, count, reason, jail) = v.value();
         let rec = BanRecord {
             since: UnixTime(since),
             until: UnixTime(until),
             count,
+            jail: jail.to_owned(),
             reason: reason.to_owned(),
         };
         inner.bans.load(k.value(), rec);
@@ -487,7 +490,13 @@ fn write_batch(db: &Database, batch: &Batch<'_>) -> Result<(), StoreError> {
         for (k, op) in bans {
             match op {
                 Pending::Put(b) => {
-                    let v = (b.since.0, b.until.0, b.count, b.reason.as_str());
+                    let v = (
+                        b.since.0,
+                        b.until.0,
+                        b.count,
+                        b.reason.as_str(),
+                        b.jail.as_str(),
+                    );
                     table.insert(&**k, v).map_err(io("writing a ban"))?;
                 }
                 Pending::Delete => {
