@@ -1,6 +1,7 @@
 //! The policy chain: one [`Request`] in, one [`Verdict`] out.
 //!
-//! The chain is ordered: static allow/deny lists ([`crate::lists`]) and rate limits
+//! The chain is ordered: static allow/deny lists ([`crate::lists`]), the ban list
+//! ([`crate::auth::ban`], shared with the log jails and the auth policy), rate limits
 //! ([`crate::limits`]) first, then the DNS-based sender checks ([`crate::checks`]: HELO, DNSBL,
 //! SPF), then greylisting ([`crate::greylist`]) at the RCPT stage. The first check with an
 //! opinion decides. Headers that checks want prepended are handed out one per reply
@@ -42,6 +43,8 @@ pub struct PolicySettings {
     pub dnsbl: Option<DnsblSettings>,
     /// `[spf]` policyd-spf compatible SPF checks; `None` when off.
     pub spf: Option<SpfSettings>,
+    /// `[bans] policy_check`: the reject text for a client on the ban list; `None` when off.
+    pub ban_reject_text: Option<String>,
 }
 
 /// How many message instances are remembered to add `X-Greylist:` once per message.
@@ -180,6 +183,14 @@ impl Policy {
 
     async fn chain(&self, req: &Request, headers: &mut Vec<(String, &'static str)>) -> Verdict {
         let listed = self.settings.lists.check(req);
+        // The ban list (log jails, auth policy, `mxguard ban`): after the allow list, so an
+        // allowed host is never refused, and before anything that counts or charges.
+        if listed == ListMatch::None
+            && let Some(text) = &self.settings.ban_reject_text
+            && let Some(v) = self.banned(req, text).await
+        {
+            return v;
+        }
         // Rate limits and account containment run before the allow list (webmail on an
         // allowed host must not exempt its logins, seed 002) and before greylisting.
         if listed != ListMatch::Deny
@@ -223,6 +234,25 @@ impl Policy {
             };
         }
         Verdict::dunno()
+    }
+
+    /// The ban-list step: a reject when a ban covering the client is active. A store error
+    /// fails open (no verdict; the next steps decide).
+    async fn banned(&self, req: &Request, text: &str) -> Option<Verdict> {
+        let now = self.clock.now();
+        for key in crate::auth::ban::lookup_keys(req.client_ip) {
+            match self.store.ban_get(&key).await {
+                Ok(Some(b)) if b.active(now) => {
+                    return Some(Verdict::new(Action::Reject(text.to_owned()), "ban"));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "ban list lookup failed; not refusing");
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     /// postgrey 1.37 `smtpd_access_policy` from the whitelists on (module docs of

@@ -46,6 +46,17 @@ pub enum ControlRequest {
     AccountLock { user: String, reason: String },
     /// Unlocks an account; the reply lists the held queue ids to release.
     AccountUnlock { user: String },
+    /// `mxguard ban`: `seconds = None` is permanent.
+    Ban {
+        target: String,
+        jail: String,
+        seconds: Option<u64>,
+        reason: String,
+    },
+    /// `mxguard unban TARGET | --all`.
+    Unban { target: Option<String>, all: bool },
+    /// `mxguard bans`.
+    Bans { jail: Option<String>, all: bool },
 }
 
 /// A control reply.
@@ -59,14 +70,14 @@ pub struct ControlReply {
 }
 
 impl ControlReply {
-    fn ok(data: serde_json::Value) -> Self {
+    pub fn ok(data: serde_json::Value) -> Self {
         ControlReply {
             ok: true,
             error: None,
             data,
         }
     }
-    fn err(msg: impl Into<String>) -> Self {
+    pub fn err(msg: impl Into<String>) -> Self {
         ControlReply {
             ok: false,
             error: Some(msg.into()),
@@ -146,6 +157,9 @@ pub async fn handle(req: ControlRequest, shared: &Shared) -> ControlReply {
         | ControlRequest::AccountShow { .. }
         | ControlRequest::AccountLock { .. }
         | ControlRequest::AccountUnlock { .. } => crate::cli::account::handle(req, shared).await,
+        ControlRequest::Ban { .. } | ControlRequest::Unban { .. } | ControlRequest::Bans { .. } => {
+            crate::cli::bans::handle(req, shared).await
+        }
         ControlRequest::GreylistList { limit } => {
             let triplets = match shared.store.greylist_list(limit).await {
                 Ok(t) => t,

@@ -8,6 +8,8 @@
 //! - [`config`]: the TOML file, validated with file/line/column errors;
 //! - [`service`]: the daemon (start, reload, drain), used by `serve` and by tests;
 //! - [`input::postfix_policy`]: the Postfix policy delegation listener;
+//! - [`jails`]: log jails, the ban manager and its firewall actions ([`input::logtail`]
+//!   reads the logs);
 //! - [`control`]: the local admin socket behind `status` and `greylist`;
 //! - [`output::metrics`]: Prometheus counters and the `/metrics` endpoint;
 //! - [`store`]: state backends behind the engine's `Store` trait (embedded redb by default);
@@ -20,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod input;
+pub mod jails;
 pub mod output;
 pub mod service;
 pub mod store;

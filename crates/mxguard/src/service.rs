@@ -67,6 +67,10 @@ pub struct Shared {
     pub embedded: Option<Arc<EmbeddedStore>>,
     /// The DNS resolver of the sender checks (`[dns]`).
     pub dns: ResolverSlot,
+    /// The ban list's manager (jails, `mxguard ban`, restore, expiry).
+    pub bans: Arc<crate::jails::BanManager>,
+    /// The log jails, when `[[jail]]`s are configured.
+    pub jails: Option<Arc<crate::jails::JailService>>,
 }
 
 /// The policy engine for `cfg`, with the DNS resolver when a check needs one and tokio's
@@ -111,6 +115,7 @@ impl Shared {
                 let old = self.config.load();
                 warn_restart_only(&old, &new);
                 self.apply_expiry(&new);
+                self.bans.set_routes(crate::jails::actions::routes(&new.jails));
                 self.live.store(Arc::new(self.live_for(&new)));
                 self.config.store(Arc::new(new));
                 self.metrics
@@ -162,6 +167,15 @@ fn warn_restart_only(old: &Config, new: &Config) {
     if old.metrics.as_ref().map(|m| m.listen) != new.metrics.as_ref().map(|m| m.listen) {
         tracing::warn!("[metrics] changed: takes effect after a restart");
     }
+    if old.jails.actions != new.jails.actions {
+        tracing::warn!("[[action]] changed: takes effect after a restart");
+    }
+    let jail_names = |c: &Config| -> Vec<String> {
+        c.jails.jails.iter().map(|j| j.settings.name.clone()).collect()
+    };
+    if jail_names(old) != jail_names(new) {
+        tracing::warn!("[[jail]] changed: takes effect after a restart");
+    }
     if old.policy.max_connections != new.policy.max_connections {
         tracing::warn!("[policy] max_connections changed: takes effect after a restart");
     }
@@ -178,6 +192,8 @@ pub struct StartOptions {
     pub store: Option<Arc<dyn Store>>,
     /// A fixed DNS resolver for the sender checks; otherwise hickory built from `[dns]`.
     pub resolver: Option<Arc<dyn mxguard_engine::dns::Resolver>>,
+    /// Ready ban actions; otherwise built from `[[action]]`.
+    pub actions: Option<crate::output::firewall::ActionRegistry>,
 }
 
 /// A running daemon.
@@ -244,6 +260,36 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let config_path = opts.config_path.or_else(|| cfg.source.clone());
         let dns = ResolverSlot::new(opts.resolver);
+        let actions = match opts.actions {
+            Some(a) => a,
+            None => crate::jails::actions::build(&cfg.jails.actions)?,
+        };
+        let bans = Arc::new(crate::jails::BanManager::new(
+            store.clone(),
+            clock.clone(),
+            actions,
+            crate::jails::actions::routes(&cfg.jails),
+            metrics.jails.clone(),
+        ));
+        // Bans that hold (issue 5): the firewall is set up and every active ban restored
+        // before anything else runs.
+        bans.setup().await;
+        if let Err(e) = bans.restore().await {
+            tracing::error!(error = %e, "cannot restore bans from the store");
+        }
+        let jails = if cfg.jails.jails.is_empty() {
+            None
+        } else {
+            let opts = mxguard_filter::FilterOptions {
+                timezone: jiff::tz::TimeZone::system(),
+                check_all: false,
+            };
+            let runner = crate::jails::JailRunner::new(&cfg.jails.jails, &opts)?;
+            Some(Arc::new(crate::jails::JailService {
+                runner: Arc::new(tokio::sync::Mutex::new(runner)),
+                bans: bans.clone(),
+            }))
+        };
         let shared = Arc::new(Shared {
             live: Arc::new(ArcSwap::from_pointee(Live {
                 engine: build_engine(&cfg, store.clone(), clock.clone(), &dns),
@@ -260,7 +306,12 @@ impl Daemon {
             last_reload: Mutex::new(None),
             embedded: opened.embedded,
             dns,
+            bans,
+            jails,
         });
+        if let Some(e) = &shared.embedded {
+            e.set_ban_retention(cfg.jails.bans.retention.as_secs());
+        }
         shared.apply_expiry(&cfg);
 
         // Bind everything before spawning anything: a bad address fails start-up.
@@ -297,6 +348,20 @@ impl Daemon {
             tasks.spawn(metrics::serve(l, metrics.clone(), rx.clone()));
         }
         tasks.spawn(expire_job(shared.clone(), rx.clone()));
+        tasks.spawn(crate::jails::expiry_job(shared.bans.clone(), rx.clone()));
+        if let Some(svc) = &shared.jails {
+            let watches = svc.runner.lock().await.watches();
+            let tail = crate::input::logtail::LogTail::new(crate::jails::tail_settings(
+                &cfg.jails, watches,
+            ))?;
+            tasks.spawn(crate::jails::run(
+                svc.clone(),
+                tail,
+                cfg.jails.bans.poll_interval,
+                shared.clock.clone(),
+                rx.clone(),
+            ));
+        }
         if let (Some(l), Some(st)) = (
             auth_listener,
             crate::input::dovecot_auth::AuthState::new(shared.clone()),

@@ -46,6 +46,7 @@ async fn start(extra: &str, resolver: Arc<dyn Resolver>) -> Running {
             clock: Some(Arc::new(clock.clone())),
             store: Some(Arc::new(MemoryStore::new())),
             resolver: Some(resolver),
+            ..Default::default()
         },
     )
     .await

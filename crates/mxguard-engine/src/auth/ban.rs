@@ -85,6 +85,34 @@ pub fn ban_key(net: IpNet) -> String {
     net.trunc().to_string()
 }
 
+/// Prefix lengths a ban may cover, and that a lookup of one address checks
+/// ([`lookup_keys`]): one address, and the usual allocation sizes. Any other prefix would
+/// need a lookup per length on every request, so `mxguard ban` and jails refuse it.
+pub const BAN_PREFIXES_V4: [u8; 3] = [32, 24, 16];
+pub const BAN_PREFIXES_V6: [u8; 4] = [128, 64, 56, 48];
+
+/// Whether bans of `net` are found by [`lookup_keys`].
+pub fn prefix_supported(net: IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => BAN_PREFIXES_V4.contains(&n.prefix_len()),
+        IpNet::V6(n) => BAN_PREFIXES_V6.contains(&n.prefix_len()),
+    }
+}
+
+/// The store keys under which a ban covering `ip` can be recorded, most specific first.
+pub fn lookup_keys(ip: IpAddr) -> Vec<String> {
+    let ip = ip.to_canonical();
+    let prefixes: &[u8] = match ip {
+        IpAddr::V4(_) => &BAN_PREFIXES_V4,
+        IpAddr::V6(_) => &BAN_PREFIXES_V6,
+    };
+    prefixes
+        .iter()
+        .filter_map(|&p| IpNet::new(ip, p).ok())
+        .map(ban_key)
+        .collect()
+}
+
 /// The store key of a single address (`/32` or `/128`); IPv4-mapped IPv6 is IPv4.
 pub fn ip_key(ip: IpAddr) -> String {
     ban_key(IpNet::from(ip.to_canonical()))
@@ -108,6 +136,20 @@ mod tests {
         assert_eq!(b4.until, UnixTime(10_000), "capped at max");
         assert!(!b4.forgettable(UnixTime(10_050), 100));
         assert!(b4.forgettable(UnixTime(10_101), 100));
+    }
+
+    #[test]
+    fn lookup_covers_the_supported_prefixes() {
+        assert_eq!(
+            lookup_keys("192.0.2.7".parse().unwrap()),
+            ["192.0.2.7/32", "192.0.2.0/24", "192.0.0.0/16"]
+        );
+        assert_eq!(
+            lookup_keys("2001:db8:1:2::5".parse().unwrap())[1],
+            "2001:db8:1:2::/64"
+        );
+        assert!(prefix_supported("2001:db8::/56".parse().unwrap()));
+        assert!(!prefix_supported("10.0.0.0/8".parse().unwrap()));
     }
 
     #[test]

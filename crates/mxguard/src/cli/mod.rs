@@ -27,6 +27,7 @@ macro_rules! out {
 
 pub mod account;
 pub mod audit;
+pub mod bans;
 pub mod check_config;
 pub mod greylist;
 pub mod serve;
@@ -119,6 +120,12 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Test a fail2ban filter against a log file (replaces fail2ban-regex).
     TestFilter(test_filter::TestFilterArgs),
+    /// Ban an address or network now (recorded, then applied by the daemon's actions).
+    Ban(bans::BanArgs),
+    /// Lift a ban (or every ban with --all).
+    Unban(bans::UnbanArgs),
+    /// List the ban list.
+    Bans(bans::BansArgs),
 }
 
 /// How a client subcommand finds the control socket.
@@ -208,6 +215,9 @@ pub fn main() -> ExitCode {
         Command::Account(args) => account::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::TestFilter(args) => test_filter::run(&args),
+        Command::Ban(args) => bans::run_ban(&args),
+        Command::Unban(args) => bans::run_unban(&args),
+        Command::Bans(args) => bans::run_bans(&args),
     };
     match result {
         Ok(code) => code,

@@ -246,10 +246,6 @@ fn default_ignore() -> Vec<IpNet> {
         .collect()
 }
 
-fn names(list: &Option<Vec<Spanned<String>>>) -> Option<Vec<Spanned<String>>> {
-    list.clone()
-}
-
 /// Validates `[[jail]]`, `[bans]` and `[[action]]`. `base` resolves relative paths;
 /// `state_dir` is where the checkpoint goes by default (`None` for the memory store).
 pub fn validate(
@@ -269,8 +265,8 @@ pub fn validate(
     };
     let actions = validate_actions(actions, err);
     let known: Vec<String> = actions.iter().map(|a| a.name.clone()).collect();
-    let mut check_names = |list: &Option<Vec<Spanned<String>>>, key: &str, err: Err<'_>| {
-        let Some(list) = names(list) else {
+    let check_names = |list: &Option<Vec<Spanned<String>>>, key: &str, err: Err<'_>| {
+        let Some(list) = list else {
             return known.clone();
         };
         let mut out = Vec::new();

@@ -181,6 +181,7 @@ impl Config {
             helo: self.checks.helo.clone(),
             dnsbl: self.checks.dnsbl.clone(),
             spf: self.checks.spf.clone(),
+            ban_reject_text: self.jails.bans.policy_check.then(|| self.jails.bans.reject_text.clone()),
         }
     }
 }

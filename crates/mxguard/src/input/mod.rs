@@ -3,4 +3,5 @@
 //! come with their capabilities.
 
 pub mod dovecot_auth;
+pub mod logtail;
 pub mod postfix_policy;

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub auth_policy: crate::input::dovecot_auth::AuthMetrics,
     /// Accounts locked by containment (synced from the engine's count at each scrape).
     pub accounts_locked: Counter,
+    /// `mxguard_bans_*`, `mxguard_jail_*`, `mxguard_log_*` (jails).
+    pub jails: crate::jails::JailMetrics,
 }
 
 /// Labels of `mxguard_config_reloads_total`.
@@ -121,7 +123,9 @@ impl Metrics {
             "Accounts locked by compromised-account containment (docs/limits.md)",
             accounts_locked.clone(),
         );
+        let jails = crate::jails::JailMetrics::register(&mut registry);
         Metrics {
+            jails,
             registry,
             policy_requests,
             policy_duration,

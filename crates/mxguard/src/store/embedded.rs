@@ -55,6 +55,7 @@ const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 /// the jail) was replaced before any release and is ignored.
 const BANS: TableDefinition<&str, (u64, u64, u32, &str, &str)> = TableDefinition::new("bans_v2");
 /// Ended bans are remembered this long so the next ban of the same offender escalates.
+/// Default `[bans] retention`.
 const BAN_MEMORY: u64 = 30 * 86_400;
 /// Store metadata: `format` (version), `seed` (the 16-byte hash key).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -96,6 +97,8 @@ struct Inner {
     flush_lock: Mutex<()>,
     /// The greylist times for background expiry, and when it runs next.
     expiry: Mutex<Option<(GreylistTimes, UnixTime)>>,
+    /// `[bans] retention`: how long ended bans are remembered (seconds).
+    ban_memory: std::sync::atomic::AtomicU64,
     /// Set on close: the flusher writes a last batch and exits.
     stop: Mutex<bool>,
     wake: Condvar,
@@ -171,6 +174,7 @@ impl EmbeddedStore {
             urgent: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
             expiry: Mutex::new(None),
+            ban_memory: std::sync::atomic::AtomicU64::new(BAN_MEMORY),
             stop: Mutex::new(false),
             wake: Condvar::new(),
             abandon: AtomicBool::new(false),
@@ -198,6 +202,11 @@ impl EmbeddedStore {
     pub fn set_expiry(&self, times: GreylistTimes) {
         let now = self.inner.clock.now();
         *lock(&self.inner.expiry) = Some((times, now));
+    }
+
+    /// Sets how long ended bans are kept for escalation (`[bans] retention`).
+    pub fn set_ban_retention(&self, secs: u64) {
+        self.inner.ban_memory.store(secs, Ordering::Relaxed);
     }
 
     /// Writes every pending change now, in one transaction.
@@ -561,7 +570,8 @@ fn run_expiry_if_due(inner: &Inner) {
 fn expire(inner: &Inner, now: UnixTime, times: GreylistTimes) -> ExpireStats {
     // A drained GCRA state equals no state (gcra module docs): drop it.
     inner.limits.retain(|s| s.idle_at > now);
-    inner.bans.retain(|b| !b.forgettable(now, BAN_MEMORY));
+    let memory = inner.ban_memory.load(Ordering::Relaxed);
+    inner.bans.retain(|b| !b.forgettable(now, memory));
     ExpireStats {
         triplets_removed: inner.triplets.expire(now, &times),
         clients_removed: inner.clients.expire(now, times.max_age),
