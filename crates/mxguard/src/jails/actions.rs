@@ -1,8 +1,13 @@
 //! Builds the configured `[[action]]`s into an [`ActionRegistry`] and the jail -> action
 //! routing ([`Routes`]) the ban manager uses.
 
+use std::sync::Arc;
+
 use crate::config::jails::{Action, ActionKind, Jails};
-use crate::output::firewall::ActionRegistry;
+use crate::output::command::CommandAction;
+use crate::output::firewall::{ActionRegistry, BanAction};
+use crate::output::ipset::{IpsetAction, IpsetSettings};
+use crate::output::nftables::{NftablesAction, NftablesSettings};
 
 use super::Routes;
 
@@ -10,13 +15,40 @@ use super::Routes;
 pub fn build(actions: &[Action]) -> anyhow::Result<ActionRegistry> {
     let mut reg = ActionRegistry::new();
     for a in actions {
-        match &a.kind {
-            ActionKind::Nftables { .. } | ActionKind::Ipset { .. } | ActionKind::Command { .. } => {
-                anyhow::bail!("[[action]] {}: this action type is not built yet", a.name);
-            }
-        }
+        let action: Arc<dyn BanAction> = match &a.kind {
+            ActionKind::Nftables {
+                command,
+                table,
+                ports,
+                reject,
+            } => Arc::new(NftablesAction::new(NftablesSettings {
+                name: a.name.clone(),
+                command: command.clone(),
+                table: table.clone(),
+                ports: ports.clone(),
+                reject: *reject,
+                timeout: a.timeout,
+            })),
+            ActionKind::Ipset {
+                command,
+                set4,
+                set6,
+            } => Arc::new(IpsetAction::new(IpsetSettings {
+                name: a.name.clone(),
+                command: command.clone(),
+                set4: set4.clone(),
+                set6: set6.clone(),
+                timeout: a.timeout,
+            })),
+            ActionKind::Command { ban, unban } => Arc::new(CommandAction::new(
+                &a.name,
+                ban.clone(),
+                unban.clone(),
+                a.timeout,
+            )),
+        };
+        reg.insert(action);
     }
-    let _ = &mut reg;
     Ok(reg)
 }
 

@@ -1,12 +1,12 @@
 //! The seam between ban decisions and the things that enforce them: the [`BanAction`] trait,
 //! the [`ActionRegistry`] of configured actions by name, and [`RecordingAction`] for tests.
 //!
-//! Nothing calls it yet: it is the contract for the log-jail work (issue 5). Planned callers:
-//! the ban manager (log jails, `mxguard ban`/`unban`, restore at start) records a ban in the
-//! store first, then hands it to every action its jail names. Planned implementations:
-//! nftables (sets with kernel timeouts, one `nft -f` transaction per batch), ipset, and a
-//! command line with `<ip>`, `<jail>`, `<bantime>` placeholders. The policy-level ban list
-//! needs no action: the Postfix policy is to read the store's ban list directly.
+//! The caller is the ban manager (`jails::bans`: log jails, `mxguard ban`/`unban`, restore at
+//! start), which records a ban in the store first, then hands it to every action its jail
+//! names. Implementations: [`super::nftables`] (sets with kernel timeouts, one `nft -f`
+//! transaction per batch), [`super::ipset`], and [`super::command`] (an argv with `<ip>`,
+//! `<jail>`, `<bantime>` placeholders). The policy-level ban list needs no action: the Postfix
+//! policy reads the store's ban list directly.
 //!
 //! What it does not do: decide bans, count failures, or touch the store. Actions get whole
 //! batches (`&[FirewallBan]`) because the 100,000-ban restore at start must be one transaction,

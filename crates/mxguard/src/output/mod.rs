@@ -1,6 +1,9 @@
 //! Outputs of the daemon: what it tells the outside world besides policy replies: the
-//! Prometheus endpoint ([`metrics`]) and the seam for ban actions ([`firewall::BanAction`];
-//! the nftables, ipset and command actions are not built yet).
+//! Prometheus endpoint ([`metrics`]) and the ban actions behind [`firewall::BanAction`]:
+//! [`nftables`], [`ipset`] and [`command`].
 
+pub mod command;
 pub mod firewall;
+pub mod ipset;
 pub mod metrics;
+pub mod nftables;
