@@ -9,7 +9,7 @@
 #
 # Set MXGUARD_REQUIRE_NETNS=1 to fail (not skip) when namespaces cannot be created.
 source "$(dirname "$0")/lib.sh"
-it_init ip nft
+it_init ip nft ipset
 
 SRV=mxj-srv-$$
 CLI=mxj-cli-$$
@@ -76,6 +76,10 @@ name = "nftables"
 type = "nftables"
 command = ["ip", "netns", "exec", "$SRV", "nft"]
 ports = [2525]
+[[action]]
+name = "ipset"
+type = "ipset"
+command = ["ip", "netns", "exec", "$SRV", "ipset"]
 [[jail]]
 name = "postfix-sasl"
 filter = "postfix[mode=auth]"
@@ -110,6 +114,7 @@ sasl_fail 10.77.0.2
 check banned-after-maxretry it_wait_for 10 in_set 10.77.0.2
 check set-element-has-timeout bash -c "ip netns exec $SRV nft list set inet mxguard ban4 | grep -Eq '10\.77\.0\.2 timeout 1h expires'"
 check banned-address-dropped no_connect_from 10.77.0.2
+check ipset-has-it bash -c "ip netns exec $SRV ipset list mxguard4 | grep -Eq '^10\.77\.0\.2 timeout [0-9]+'"
 check other-address-connects connect_from 10.77.0.3
 check bans-cli-lists-it banned_listed 10.77.0.2/32
 r=$(policy_reply 10.77.0.2)
@@ -133,11 +138,12 @@ check ban-logged-once bash -c "grep -q 'bans: ban jail=\"postfix-sasl\" net=10.7
 
 check unban mx unban 10.77.0.2
 check unban-removes-element bash -c "! ip netns exec $SRV nft list set inet mxguard ban4 | grep -q 10.77.0.2"
+check unban-removes-ipset-entry bash -c "! ip netns exec $SRV ipset list mxguard4 | grep -q 10.77.0.2"
 check unbanned-connects connect_from 10.77.0.2
 check unban-again-is-not-an-error mx unban 10.77.0.2
 
 check manual-ban mx ban 10.77.0.3 --for 10m
-check manual-ban-in-set in_set 10.77.0.3
+check manual-ban-in-set it_wait_for 5 in_set 10.77.0.3
 check manual-ban-drops no_connect_from 10.77.0.3
 check manual-ban-timeout bash -c "ip netns exec $SRV nft list set inet mxguard ban4 | grep -Eq '10\.77\.0\.3 timeout 10m'"
 check unban-all mx unban --all
