@@ -117,6 +117,7 @@ check banned-address-dropped no_connect_from 10.77.0.2
 check ipset-has-it bash -c "ip netns exec $SRV ipset list mxguard4 | grep -Eq '^10\.77\.0\.2 timeout [0-9]+'"
 check other-address-connects connect_from 10.77.0.3
 check bans-cli-lists-it banned_listed 10.77.0.2/32
+check status-shows-jail bash -c "$MXGUARD_BIN status --config $CONF | grep -q 'currently failed 0, total failed 3, ignored 0, currently banned 1'"
 r=$(policy_reply 10.77.0.2)
 check policy-refuses-banned test "${r#action=REJECT}" != "$r"
 r=$(policy_reply 10.77.0.3)

@@ -229,6 +229,25 @@ async fn status(shared: &Shared) -> ControlReply {
         .map(|r| r.clone())
         .unwrap_or_else(|e| e.into_inner().clone());
     let now = shared.clock.now();
+    let active = shared.bans.active_by_jail();
+    let jails: Vec<serde_json::Value> = match &shared.jails {
+        Some(j) => j
+            .runner
+            .lock()
+            .await
+            .status()
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "filter": s.filter, "source": s.source,
+                    "failures_pending": s.pending, "failures_total": s.failures,
+                    "ignored_total": s.ignored,
+                    "bans_active": active.get(&s.name).copied().unwrap_or(0),
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     ControlReply::ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": now.since(shared.started),
@@ -246,6 +265,9 @@ async fn status(shared: &Shared) -> ControlReply {
         "connections_open": shared.metrics.policy_connections_open.get(),
         "store_errors_total": shared.metrics.store_errors.get(),
         "last_reload": last_reload,
+        "jails": jails,
+        "bans_active": active.values().sum::<usize>(),
+        "log_lines_read": shared.metrics.jails.log_lines.get(),
     }))
 }
 

@@ -35,6 +35,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         && let Some(obj) = reply.data.as_object()
     {
         for (k, v) in obj {
+            if k == "jails" {
+                print_jails(v);
+                continue;
+            }
             let v = match v {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -47,4 +51,29 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     Ok(ExitCode::from(EXIT_OK))
+}
+
+/// The jails as `fail2ban-client status` users know them.
+fn print_jails(v: &serde_json::Value) {
+    let Some(list) = v.as_array() else { return };
+    if list.is_empty() {
+        outln!("jails: none");
+        return;
+    }
+    outln!("jails:");
+    for j in list {
+        outln!(
+            "  {}: filter {}, {}",
+            j["name"].as_str().unwrap_or("?"),
+            j["filter"].as_str().unwrap_or("(ban events)"),
+            j["source"].as_str().unwrap_or("")
+        );
+        outln!(
+            "    currently failed {}, total failed {}, ignored {}, currently banned {}",
+            j["failures_pending"],
+            j["failures_total"],
+            j["ignored_total"],
+            j["bans_active"]
+        );
+    }
 }
