@@ -10,6 +10,7 @@ Deterministic for a given --seed. Usage: gen_maillog.py --lines N [--seed S] --o
 """
 import argparse
 import random
+import time
 
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
@@ -27,6 +28,9 @@ def main():
     ap.add_argument("--lines", type=int, default=1000000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--end-now", type=int, metavar="SPAN", default=0,
+                    help="spread the lines over the last SPAN seconds, ending now (local time), "
+                         "for jail benchmarks: fail2ban ignores failures older than findtime")
     a = ap.parse_args()
     r = random.Random(a.seed)
     attackers = [ip6(r) if r.random() < 0.05 else ip4(r) for _ in range(500)]
@@ -132,12 +136,17 @@ def main():
         return dv("auth-worker(%d): pam(%s,%s,<%s>): pam_authenticate() failed: Authentication failure (password mismatch?)" % (r.randint(1000, 65000), u, c, sess()))
 
     t = 0
+    start = time.time() - a.end_now
     with open(a.out, "w") as f:
         for i in range(a.lines):
             t += r.randint(0, 2)
-            day = 1 + (t // 86400) % 28
-            s = t % 86400
-            stamp = "%s %2d %02d:%02d:%02d" % (MONTHS[10], day, s // 3600, (s // 60) % 60, s % 60)
+            if a.end_now:
+                # The same random draws as without the option, so the content is identical.
+                stamp = time.strftime("%b %e %H:%M:%S", time.localtime(start + i * a.end_now / a.lines))
+            else:
+                day = 1 + (t // 86400) % 28
+                s = t % 86400
+                stamp = "%s %2d %02d:%02d:%02d" % (MONTHS[10], day, s // 3600, (s // 60) % 60, s % 60)
             msg = failure() if r.random() < 0.04 else normal()
             f.write("%s mail %s\n" % (stamp, msg))
 
