@@ -115,7 +115,8 @@ impl Shared {
                 let old = self.config.load();
                 warn_restart_only(&old, &new);
                 self.apply_expiry(&new);
-                self.bans.set_routes(crate::jails::actions::routes(&new.jails));
+                self.bans
+                    .set_routes(crate::jails::actions::routes(&new.jails));
                 self.live.store(Arc::new(self.live_for(&new)));
                 self.config.store(Arc::new(new));
                 self.metrics
@@ -171,7 +172,11 @@ fn warn_restart_only(old: &Config, new: &Config) {
         tracing::warn!("[[action]] changed: takes effect after a restart");
     }
     let jail_names = |c: &Config| -> Vec<String> {
-        c.jails.jails.iter().map(|j| j.settings.name.clone()).collect()
+        c.jails
+            .jails
+            .iter()
+            .map(|j| j.settings.name.clone())
+            .collect()
     };
     if jail_names(old) != jail_names(new) {
         tracing::warn!("[[jail]] changed: takes effect after a restart");

@@ -3,6 +3,7 @@
 //! remaining time, expire, feed recidive, and `ban`/`unban`/`bans` work through the control
 //! socket's handler. Lines are fed with `jails::process_batch` on a fake clock (no sleeps);
 //! the background follower watches a file the tests never write.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -64,7 +65,10 @@ async fn start(store: Arc<dyn Store>, clock: FakeClock, extra: &str) -> World {
         dir.path().join("ctl.sock").display(),
         JAILS
             .replace("FILTERS", &filter_dir().display().to_string())
-            .replace("UNUSED", &dir.path().join("never-written.log").display().to_string()),
+            .replace(
+                "UNUSED",
+                &dir.path().join("never-written.log").display().to_string()
+            ),
     );
     let path = dir.path().join("mxguard.toml");
     std::fs::write(&path, text).unwrap();
@@ -120,7 +124,9 @@ impl World {
     }
 
     async fn policy(&self, ip: &str) -> String {
-        let s = tokio::net::TcpStream::connect(self.d().policy_addrs[0]).await.unwrap();
+        let s = tokio::net::TcpStream::connect(self.d().policy_addrs[0])
+            .await
+            .unwrap();
         let mut c = Client::new(s);
         c.rcpt(ip, "a@sender.example", "b@rcpt.example", "").await
     }
@@ -181,19 +187,34 @@ async fn maxretry_failures_ban_in_the_store_the_action_and_the_policy() {
     let w = start(store, clock, "").await;
     assert_eq!(w.action.calls().first(), Some(&Recorded::Setup));
     w.sasl_failures("192.0.2.10", 2).await;
-    assert!(w.store.ban_get("192.0.2.10/32").await.unwrap().is_none(), "2 < maxretry");
+    assert!(
+        w.store.ban_get("192.0.2.10/32").await.unwrap().is_none(),
+        "2 < maxretry"
+    );
     assert!(w.policy("192.0.2.10").await.starts_with("DUNNO"));
     w.sasl_failures("192.0.2.10", 1).await;
-    let rec = w.store.ban_get("192.0.2.10/32").await.unwrap().expect("banned");
+    let rec = w
+        .store
+        .ban_get("192.0.2.10/32")
+        .await
+        .unwrap()
+        .expect("banned");
     assert_eq!(rec.jail, "postfix-sasl");
-    assert_eq!(rec.since, UnixTime(T0), "the ban starts at the log line's time");
+    assert_eq!(
+        rec.since,
+        UnixTime(T0),
+        "the ban starts at the log line's time"
+    );
     assert_eq!(rec.until, UnixTime(T0 + 3600));
     let bans = w.bans();
     assert_eq!(bans.len(), 1);
     assert_eq!(bans[0][0].net.to_string(), "192.0.2.10/32");
     assert_eq!(bans[0][0].timeout, Some(Duration::from_secs(3600)));
     let reply = w.policy("192.0.2.10").await;
-    assert!(reply.starts_with("REJECT 5.7.1 Client host is banned"), "{reply}");
+    assert!(
+        reply.starts_with("REJECT 5.7.1 Client host is banned"),
+        "{reply}"
+    );
     assert!(w.policy("192.0.2.11").await.starts_with("DUNNO"));
     // Loopback is in the default ignoreip.
     w.sasl_failures("127.0.0.1", 5).await;
@@ -208,9 +229,18 @@ async fn ipv6_failures_ban_the_64() {
     w.sasl_failures("2001:db8:7:8::1", 1).await;
     w.sasl_failures("2001:db8:7:8::2", 1).await;
     w.sasl_failures("2001:db8:7:8:aaaa::3", 1).await;
-    assert!(w.store.ban_get("2001:db8:7:8::/64").await.unwrap().is_some());
+    assert!(
+        w.store
+            .ban_get("2001:db8:7:8::/64")
+            .await
+            .unwrap()
+            .is_some()
+    );
     let reply = w.policy("2001:db8:7:8:ffff::9").await;
-    assert!(reply.starts_with("REJECT"), "another address of the /64: {reply}");
+    assert!(
+        reply.starts_with("REJECT"),
+        "another address of the /64: {reply}"
+    );
     w.stop().await;
 }
 
@@ -277,7 +307,11 @@ async fn manual_ban_unban_and_listing_through_the_control_handler() {
         .await;
     assert_eq!(d["net"], "192.0.2.0/24");
     assert!(w.policy("192.0.2.99").await.starts_with("REJECT"));
-    assert_eq!(w.bans().len(), 1, "manual bans go to [bans] action (all actions)");
+    assert_eq!(
+        w.bans().len(),
+        1,
+        "manual bans go to [bans] action (all actions)"
+    );
     let list = w
         .control(ControlRequest::Bans {
             jail: None,
@@ -349,8 +383,16 @@ fn config_errors_name_the_jail_and_key() {
          [[jail]]\nname = \"y\"\nfilter = \"postfix\"\nfilter_dir = \"{0}\"\nlogpath = [\"/dev/null\"]\nmaxretry = 0\naction = [\"nope\"]\n",
         filter_dir().display()
     );
-    let e = config::parse("t.toml", &text, None).unwrap_err().to_string();
-    assert!(e.contains("t.toml:3:") && e.contains("[[jail]] x: filter \"no-such-filter\""), "{e}");
-    assert!(e.contains("[[jail]] y: maxretry = 0 is out of range"), "{e}");
+    let e = config::parse("t.toml", &text, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:3:") && e.contains("[[jail]] x: filter \"no-such-filter\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("[[jail]] y: maxretry = 0 is out of range"),
+        "{e}"
+    );
     assert!(e.contains("no [[action]] is named \"nope\""), "{e}");
 }

@@ -1,5 +1,6 @@
 //! The log follower: rotation (rename, copytruncate), files that appear later, checkpoints,
 //! long lines and files shared by several watches. Driven with `poll_once` (no sleeps).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -18,7 +19,11 @@ fn settings(watches: Vec<Vec<String>>) -> TailSettings {
 }
 
 fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -84,7 +89,11 @@ fn copytruncate_restarts_at_the_beginning() {
     let mut t = LogTail::new(settings(vec![vec![p(&log)]])).unwrap();
     assert_eq!(t.poll_once().len(), 2);
     fs::copy(&log, d.path().join("mail.log.1")).unwrap();
-    OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
     append(&log, "new\n");
     assert_eq!(texts(&t.poll_once()), ["new"]);
     assert_eq!(t.stats().rotations, 1);
@@ -247,6 +256,9 @@ fn lines_written_during_rotations_are_seen_exactly_once() {
     writer.join().unwrap();
     let missing: Vec<usize> = (0..N).filter(|&i| seen[i] == 0).take(5).collect();
     let doubled: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).take(5).collect();
-    assert!(missing.is_empty() && doubled.is_empty(), "missing {missing:?} doubled {doubled:?}");
+    assert!(
+        missing.is_empty() && doubled.is_empty(),
+        "missing {missing:?} doubled {doubled:?}"
+    );
     assert!(t.stats().rotations >= 1);
 }

@@ -1,6 +1,6 @@
 //! The stored state of one account (a SASL login): whether it is locked, why and since when,
 //! and the Postfix queue ids of the mail held for it. This is *the* account lock: the Postfix
-//! policy answers HOLD for a locked account's mail ([`super::Containment`]) and the Dovecot
+//! policy answers HOLD for a locked account's mail (see [`super::ContainmentSettings`]) and the Dovecot
 //! auth-policy endpoint refuses its logins; both read it through
 //! [`crate::store::Store::account_get`]. Admin commands (`mxguard account lock|unlock`) write
 //! it through the same store, so every MX sharing the store agrees.

@@ -15,9 +15,9 @@
 //! `ipv6_prefix = 64` every address of a /64 counts towards one ticket and the ban covers the
 //! /64 — an attacker rotating through its /64 is one offender (fail2ban cannot do this).
 
-mod tickets;
 #[cfg(test)]
 mod tests;
+mod tickets;
 
 use std::net::IpAddr;
 
@@ -172,12 +172,8 @@ impl JailSettings {
             t * inc.factor * inc.multipliers[i]
         } else {
             match inc.formula {
-                Formula::Power => {
-                    t * f64::from(1u32 << previous.min(MAX_DOUBLINGS)) * inc.factor
-                }
-                Formula::Exp => {
-                    t * (f64::from(previous + 1) * inc.factor).exp() / inc.factor.exp()
-                }
+                Formula::Power => t * f64::from(1u32 << previous.min(MAX_DOUBLINGS)) * inc.factor,
+                Formula::Exp => t * (f64::from(previous + 1) * inc.factor).exp() / inc.factor.exp(),
             }
         };
         let mut secs = if value.is_finite() { value.max(t) } else { t };
@@ -231,7 +227,10 @@ impl BanDecision {
     pub fn end(&self, length: BanTime) -> Option<i64> {
         match length {
             BanTime::Permanent => None,
-            BanTime::Seconds(s) => Some(self.time.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            BanTime::Seconds(s) => Some(
+                self.time
+                    .saturating_add(i64::try_from(s).unwrap_or(i64::MAX)),
+            ),
         }
     }
 }

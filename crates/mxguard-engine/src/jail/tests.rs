@@ -117,8 +117,17 @@ fn ignoreip_addresses_and_networks_are_not_counted() {
         "198.51.100.9/32".parse().unwrap(),
     ]);
     let mut j = Jail::new(s);
-    for a in ["127.3.4.5", "2001:db8:1:2::7", "198.51.100.9", "::ffff:127.0.0.1"] {
-        assert_eq!(j.failure(ip(a), 1000, 1000, 1.0), FailureOutcome::Ignored, "{a}");
+    for a in [
+        "127.3.4.5",
+        "2001:db8:1:2::7",
+        "198.51.100.9",
+        "::ffff:127.0.0.1",
+    ] {
+        assert_eq!(
+            j.failure(ip(a), 1000, 1000, 1.0),
+            FailureOutcome::Ignored,
+            "{a}"
+        );
     }
     assert_eq!(
         j.failure(ip("198.51.100.10"), 1000, 1000, 1.0),
@@ -181,8 +190,16 @@ fn increment_multipliers_replace_the_formula() {
     });
     assert_eq!(s.ban_length(1, 0.0), BanTime::Seconds(6000));
     assert_eq!(s.ban_length(2, 0.0), BanTime::Seconds(36_000));
-    assert_eq!(s.ban_length(9, 0.0), BanTime::Seconds(36_000), "last multiplier repeats");
-    assert_eq!(s.ban_length(1, 0.5), BanTime::Seconds(6050), "rndtime adds rnd * rndtime");
+    assert_eq!(
+        s.ban_length(9, 0.0),
+        BanTime::Seconds(36_000),
+        "last multiplier repeats"
+    );
+    assert_eq!(
+        s.ban_length(1, 0.5),
+        BanTime::Seconds(6050),
+        "rndtime adds rnd * rndtime"
+    );
 }
 
 #[test]

@@ -105,7 +105,11 @@ pub fn run_ban(a: &BanArgs) -> anyhow::Result<ExitCode> {
     match ask_daemon(&a.client, &req)? {
         Err(code) => Ok(code),
         Ok(d) => {
-            outln!("banned {} until {}", d["net"].as_str().unwrap_or("?"), until_text(&d["until"]));
+            outln!(
+                "banned {} until {}",
+                d["net"].as_str().unwrap_or("?"),
+                until_text(&d["until"])
+            );
             Ok(ExitCode::from(EXIT_OK))
         }
     }
@@ -153,7 +157,13 @@ pub fn run_bans(a: &BansArgs) -> anyhow::Result<ExitCode> {
     }
     let empty = Vec::new();
     let list = d["bans"].as_array().unwrap_or(&empty);
-    outln!("{:<40} {:<12} {:>5} {:<22} REASON", "NETWORK", "JAIL", "COUNT", "UNTIL");
+    outln!(
+        "{:<40} {:<12} {:>5} {:<22} REASON",
+        "NETWORK",
+        "JAIL",
+        "COUNT",
+        "UNTIL"
+    );
     for b in list {
         outln!(
             "{:<40} {:<12} {:>5} {:<22} {}",
@@ -164,7 +174,11 @@ pub fn run_bans(a: &BansArgs) -> anyhow::Result<ExitCode> {
             b["reason"].as_str().unwrap_or("")
         );
     }
-    outln!("{} ban{}", list.len(), if list.len() == 1 { "" } else { "s" });
+    outln!(
+        "{} ban{}",
+        list.len(),
+        if list.len() == 1 { "" } else { "s" }
+    );
     Ok(ExitCode::from(EXIT_OK))
 }
 

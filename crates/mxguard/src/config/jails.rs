@@ -305,22 +305,23 @@ pub fn validate(
             None => state_dir.map(|d| d.join("logtail.checkpoint")),
         },
         max_line: int(err, &b.max_line, "[bans] max_line", 256..16_777_217, 16_384) as usize,
-        poll_interval: Duration::from_millis(
-            match &b.poll_interval {
-                None => 250,
-                Some(v) => match parse_duration(v.get_ref()) {
-                    Ok(d) if d >= Duration::from_millis(10) => d.as_millis() as u64,
-                    Ok(_) => {
-                        err(v.span(), "[bans] poll_interval must be at least 10ms".into());
-                        250
-                    }
-                    Err(e) => {
-                        err(v.span(), format!("[bans] poll_interval: {e}"));
-                        250
-                    }
-                },
+        poll_interval: Duration::from_millis(match &b.poll_interval {
+            None => 250,
+            Some(v) => match parse_duration(v.get_ref()) {
+                Ok(d) if d >= Duration::from_millis(10) => d.as_millis() as u64,
+                Ok(_) => {
+                    err(
+                        v.span(),
+                        "[bans] poll_interval must be at least 10ms".into(),
+                    );
+                    250
+                }
+                Err(e) => {
+                    err(v.span(), format!("[bans] poll_interval: {e}"));
+                    250
+                }
             },
-        ),
+        }),
         start_at_end: b.start_at_end.unwrap_or(false),
         actions: check_names(&b.action, "[bans] action", err),
     };
@@ -334,8 +335,7 @@ pub fn validate(
         };
         let n = name.get_ref().trim().to_owned();
         let valid = !n.is_empty()
-            && n
-                .chars()
+            && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
             err(
@@ -400,7 +400,10 @@ pub fn validate(
         let (filter_spec, filter) = match &j.filter {
             None if recidive => (None, None),
             None => {
-                err(name.span(), key("filter is required (e.g. \"postfix[mode=aggressive]\")"));
+                err(
+                    name.span(),
+                    key("filter is required (e.g. \"postfix[mode=aggressive]\")"),
+                );
                 continue;
             }
             Some(f) => match load_filter(&filter_dir, f.get_ref()) {
@@ -480,7 +483,10 @@ fn increment(c: &IncrementConfig, key: &str, err: Err<'_>) -> Increment {
         if m.get_ref().is_finite() && *m.get_ref() > 0.0 {
             inc.multipliers.push(*m.get_ref());
         } else {
-            err(m.span(), format!("{key}.multipliers: values must be positive"));
+            err(
+                m.span(),
+                format!("{key}.multipliers: values must be positive"),
+            );
         }
     }
     inc.maxtime = c
@@ -496,7 +502,10 @@ fn validate_actions(list: &[ActionConfig], err: Err<'_>) -> Vec<Action> {
     let mut out: Vec<Action> = Vec::new();
     for (i, a) in list.iter().enumerate() {
         let Some(name) = &a.name else {
-            err(0..0, format!("[[action]] number {}: name is required", i + 1));
+            err(
+                0..0,
+                format!("[[action]] number {}: name is required", i + 1),
+            );
             continue;
         };
         let n = name.get_ref().clone();
@@ -532,7 +541,10 @@ fn validate_actions(list: &[ActionConfig], err: Err<'_>) -> Vec<Action> {
                     for p in list {
                         match u16::try_from(*p.get_ref()) {
                             Ok(x) if x > 0 => v.push(x),
-                            _ => err(p.span(), key(&format!("port {} is not 1..=65535", p.get_ref()))),
+                            _ => err(
+                                p.span(),
+                                key(&format!("port {} is not 1..=65535", p.get_ref())),
+                            ),
                         }
                     }
                     ports = Some(v);
@@ -541,7 +553,10 @@ fn validate_actions(list: &[ActionConfig], err: Err<'_>) -> Vec<Action> {
                     None | Some((_, "drop")) => false,
                     Some((_, "reject")) => true,
                     Some((v, other)) => {
-                        err(v.span(), key(&format!("verdict {other:?}: use \"drop\" or \"reject\"")));
+                        err(
+                            v.span(),
+                            key(&format!("verdict {other:?}: use \"drop\" or \"reject\"")),
+                        );
                         false
                     }
                 };
@@ -557,12 +572,21 @@ fn validate_actions(list: &[ActionConfig], err: Err<'_>) -> Vec<Action> {
             }
             "ipset" => ActionKind::Ipset {
                 command: command.unwrap_or_else(|| vec!["ipset".into()]),
-                set4: a.set4.as_ref().map_or("mxguard4".into(), |s| s.get_ref().clone()),
-                set6: a.set6.as_ref().map_or("mxguard6".into(), |s| s.get_ref().clone()),
+                set4: a
+                    .set4
+                    .as_ref()
+                    .map_or("mxguard4".into(), |s| s.get_ref().clone()),
+                set6: a
+                    .set6
+                    .as_ref()
+                    .map_or("mxguard6".into(), |s| s.get_ref().clone()),
             },
             "command" => {
                 let Some(ban) = strings(&a.ban).filter(|b| !b.is_empty()) else {
-                    err(name.span(), key("type = \"command\" needs ban = [\"/path\", \"<ip>\", ...]"));
+                    err(
+                        name.span(),
+                        key("type = \"command\" needs ban = [\"/path\", \"<ip>\", ...]"),
+                    );
                     continue;
                 };
                 ActionKind::Command {
@@ -573,7 +597,9 @@ fn validate_actions(list: &[ActionConfig], err: Err<'_>) -> Vec<Action> {
             other => {
                 err(
                     kind.span(),
-                    key(&format!("type {other:?}: use \"nftables\", \"ipset\" or \"command\"")),
+                    key(&format!(
+                        "type {other:?}: use \"nftables\", \"ipset\" or \"command\""
+                    )),
                 );
                 continue;
             }

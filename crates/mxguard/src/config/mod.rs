@@ -181,7 +181,11 @@ impl Config {
             helo: self.checks.helo.clone(),
             dnsbl: self.checks.dnsbl.clone(),
             spf: self.checks.spf.clone(),
-            ban_reject_text: self.jails.bans.policy_check.then(|| self.jails.bans.reject_text.clone()),
+            ban_reject_text: self
+                .jails
+                .bans
+                .policy_check
+                .then(|| self.jails.bans.reject_text.clone()),
         }
     }
 }

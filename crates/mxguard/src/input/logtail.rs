@@ -156,7 +156,14 @@ impl LogTail {
         // Finish renamed files first: their lines are older than the new file's.
         let mut draining = std::mem::take(&mut self.draining);
         draining.retain_mut(|(_, f)| {
-            let done = read_lines(f, &mut self.buf, &self.settings, &mut self.stats, &mut out, limit);
+            let done = read_lines(
+                f,
+                &mut self.buf,
+                &self.settings,
+                &mut self.stats,
+                &mut out,
+                limit,
+            );
             !done
         });
         self.draining = draining;
@@ -191,7 +198,14 @@ impl LogTail {
                         self.draining.push((path.clone(), old));
                         let n = self.draining.len() - 1;
                         let (_, f) = &mut self.draining[n];
-                        if read_lines(f, &mut self.buf, &self.settings, &mut self.stats, &mut out, limit) {
+                        if read_lines(
+                            f,
+                            &mut self.buf,
+                            &self.settings,
+                            &mut self.stats,
+                            &mut out,
+                            limit,
+                        ) {
                             self.draining.pop();
                         }
                     }
@@ -226,7 +240,14 @@ impl LogTail {
             if out.len() >= limit {
                 break;
             }
-            read_lines(f, &mut self.buf, &self.settings, &mut self.stats, &mut out, limit);
+            read_lines(
+                f,
+                &mut self.buf,
+                &self.settings,
+                &mut self.stats,
+                &mut out,
+                limit,
+            );
         }
         out
     }
@@ -368,7 +389,9 @@ fn read_checkpoint(path: &Path) -> Result<HashMap<PathBuf, (u64, u64, u64)>, Tai
     let mut out = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let mut parts = line.splitn(4, ' ');
-        let nums: Vec<Option<u64>> = (0..3).map(|_| parts.next().and_then(|p| p.parse().ok())).collect();
+        let nums: Vec<Option<u64>> = (0..3)
+            .map(|_| parts.next().and_then(|p| p.parse().ok()))
+            .collect();
         match (nums.as_slice(), parts.next()) {
             ([Some(d), Some(i2), Some(o)], Some(p)) => {
                 out.insert(PathBuf::from(p), (*d, *i2, *o));

@@ -40,12 +40,11 @@ pub struct ActionLabel {
     pub action: String,
 }
 
-/// `mxguard_bans_*`, `mxguard_jail_*`, `mxguard_log_*`.
+/// `mxguard_bans_*`, `mxguard_ban_*`, `mxguard_log_lines_read_total`.
 #[derive(Debug, Clone, Default)]
 pub struct JailMetrics {
     pub bans: Family<JailLabel, Counter>,
     pub active: Family<JailLabel, Gauge>,
-    pub failures: Family<JailLabel, Counter>,
     pub action_errors: Family<ActionLabel, Counter>,
     pub store_errors: Counter,
     pub log_lines: Counter,
@@ -56,11 +55,6 @@ impl JailMetrics {
         let m = JailMetrics::default();
         registry.register("bans", "Ban events, by jail", m.bans.clone());
         registry.register("bans_active", "Bans in force, by jail", m.active.clone());
-        registry.register(
-            "jail_failures",
-            "Failures counted by log jails, by jail",
-            m.failures.clone(),
-        );
         registry.register(
             "ban_action_errors",
             "Firewall action runs that failed, by action (the ban stays in the ban list)",
@@ -200,7 +194,10 @@ pub async fn apply(svc: &JailService, decisions: Vec<mxguard_engine::jail::BanDe
                 .filter_map(|d| runner.settings(&d.jail).map(|s| (d.jail.clone(), s)))
                 .collect()
         };
-        let outcomes = svc.bans.apply(std::mem::take(&mut decisions), &settings).await;
+        let outcomes = svc
+            .bans
+            .apply(std::mem::take(&mut decisions), &settings)
+            .await;
         let events: Vec<(String, ipnet::IpNet, i64)> = outcomes
             .iter()
             .filter(|(_, o)| matches!(o, BanOutcome::Banned(_)))

@@ -57,9 +57,10 @@ impl JailRunner {
         let mut recidive = None;
         for (i, j) in jails.iter().enumerate() {
             let filter = match &j.filter {
-                Some(def) => Some(Filter::compile(def.clone(), opts).map_err(|e| {
-                    anyhow::anyhow!("jail {}: filter: {e}", j.settings.name)
-                })?),
+                Some(def) => Some(
+                    Filter::compile(def.clone(), opts)
+                        .map_err(|e| anyhow::anyhow!("jail {}: filter: {e}", j.settings.name))?,
+                ),
                 None => None,
             };
             if j.source == JailSource::BanEvents {

@@ -24,7 +24,12 @@ pub struct CommandAction {
 
 impl CommandAction {
     /// `ban` must not be empty (config validation ensures it).
-    pub fn new(name: &str, ban: Vec<String>, unban: Option<Vec<String>>, timeout: Duration) -> Self {
+    pub fn new(
+        name: &str,
+        ban: Vec<String>,
+        unban: Option<Vec<String>>,
+        timeout: Duration,
+    ) -> Self {
         CommandAction {
             name: name.to_string(),
             ban,
@@ -94,7 +99,9 @@ pub fn substitute(template: &[String], b: &FirewallBan) -> Vec<String> {
         n if n.prefix_len() == n.max_prefix_len() => n.addr().to_string(),
         n => n.to_string(),
     };
-    let bantime = b.timeout.map_or("-1".to_string(), |t| t.as_secs().to_string());
+    let bantime = b
+        .timeout
+        .map_or("-1".to_string(), |t| t.as_secs().to_string());
     template
         .iter()
         .map(|a| {
@@ -178,7 +185,12 @@ mod tests {
         assert_eq!(text, "192.0.2.1 60\n192.0.2.2 -1\n");
         let e = a.unban(&[ban("192.0.2.1/32", None)]).await.unwrap_err();
         assert!(matches!(e, ActionError::Failed { .. }), "{e}");
-        let missing = CommandAction::new("m", vec!["/nonexistent/x".into()], None, Duration::from_secs(1));
+        let missing = CommandAction::new(
+            "m",
+            vec!["/nonexistent/x".into()],
+            None,
+            Duration::from_secs(1),
+        );
         let e = missing.ban(&[ban("192.0.2.1/32", None)]).await.unwrap_err();
         assert!(matches!(e, ActionError::Spawn { .. }), "{e}");
     }

@@ -152,7 +152,10 @@ mod tests {
             set6: "mxguard6".into(),
             timeout: Duration::from_secs(5),
         });
-        assert!(a.setup_script().contains("create mxguard6 hash:net family inet6 timeout 0"));
+        assert!(
+            a.setup_script()
+                .contains("create mxguard6 hash:net family inet6 timeout 0")
+        );
         let bans = [
             FirewallBan {
                 net: "192.0.2.7/32".parse().unwrap(),

@@ -87,8 +87,15 @@ impl NftablesAction {
             ("net4", "ipv4_addr", true),
             ("net6", "ipv6_addr", true),
         ] {
-            let flags = if interval { "interval, timeout" } else { "timeout" };
-            let _ = writeln!(out, "add set inet {t} {set} {{ type {ty}; flags {flags}; }}");
+            let flags = if interval {
+                "interval, timeout"
+            } else {
+                "timeout"
+            };
+            let _ = writeln!(
+                out,
+                "add set inet {t} {set} {{ type {ty}; flags {flags}; }}"
+            );
         }
         let _ = writeln!(
             out,
@@ -103,7 +110,12 @@ impl NftablesAction {
             _ => String::new(),
         };
         let verdict = if self.s.reject { "reject" } else { "drop" };
-        for (fam, set) in [("ip", "ban4"), ("ip", "net4"), ("ip6", "ban6"), ("ip6", "net6")] {
+        for (fam, set) in [
+            ("ip", "ban4"),
+            ("ip", "net4"),
+            ("ip6", "ban6"),
+            ("ip6", "net6"),
+        ] {
             let _ = writeln!(
                 out,
                 "add rule inet {t} input {fam} saddr @{set}{ports} {verdict}"
@@ -261,9 +273,13 @@ mod tests {
     fn setup_creates_sets_and_rules_idempotently() {
         let s = action(Some(vec![25, 587])).setup_script();
         assert!(s.contains("add set inet mxguard ban4 { type ipv4_addr; flags timeout; }"));
-        assert!(s.contains("add set inet mxguard net6 { type ipv6_addr; flags interval, timeout; }"));
+        assert!(
+            s.contains("add set inet mxguard net6 { type ipv6_addr; flags interval, timeout; }")
+        );
         assert!(s.contains("flush chain inet mxguard input\n"));
-        assert!(s.contains("add rule inet mxguard input ip saddr @ban4 tcp dport { 25, 587 } drop"));
+        assert!(
+            s.contains("add rule inet mxguard input ip saddr @ban4 tcp dport { 25, 587 } drop")
+        );
         assert!(!s.contains("flush set"), "bans survive setup");
         let all = action(None).setup_script();
         assert!(all.contains("add rule inet mxguard input ip6 saddr @net6 drop"));
