@@ -79,7 +79,7 @@ dovecot dovecot"
   while read -r name filter; do
     printf '[[jail]]\nname = "%s"\nfilter = "%s"\nfilter_dir = "%s"\nlogpath = ["%s"]\n' \
       "$name" "$filter" "$FILTER_DIR" "$OUT/mail.log"
-    printf 'findtime = "1d"\nbantime = "1d"\n'
+    printf 'findtime = "1d"\nbantime = "1d"\nignoreip = ["127.0.0.0/8", "::1"]\n'
   done <<<"$JAILS"
   printf '[[jail]]\nname = "recidive"\nmaxretry = 3\nfindtime = "1d"\nbantime = "1w"\n'
 } >"$OUT/mxguard.toml"
@@ -126,7 +126,9 @@ allowipv6 = auto
 CONF
   {
     printf '[INCLUDES]\nbefore = paths-debian.conf\n[DEFAULT]\nmaxretry = 5\nfindtime = 1d\n'
-    printf 'bantime = 1d\nbackend = polling\naction =\n'
+    # ignoreip: jail.conf only suggests it (commented out); both tools get it explicitly
+    # (it is mxguard's default), as the generated log has random 127.x.y.z clients.
+    printf 'bantime = 1d\nbackend = polling\naction =\nignoreip = 127.0.0.1/8 ::1\n'
     while read -r name filter; do
       printf '[%s]\nenabled = true\nfilter = %s\nlogpath = %s\n' "$name" "$filter" "$OUT/mail.log"
     done <<<"$JAILS"

@@ -355,6 +355,9 @@ impl Daemon {
         tasks.spawn(expire_job(shared.clone(), rx.clone()));
         tasks.spawn(crate::jails::expiry_job(shared.bans.clone(), rx.clone()));
         if let Some(svc) = &shared.jails {
+            // ignoreip names and ignoreself before the first line is read.
+            crate::jails::ignore::refresh(svc).await;
+            tasks.spawn(crate::jails::ignore::run(svc.clone(), rx.clone()));
             let watches = svc.runner.lock().await.watches();
             let tail = crate::input::logtail::LogTail::new(crate::jails::tail_settings(
                 &cfg.jails, watches,

@@ -59,11 +59,16 @@ maxretry = 2
 "#;
 
 async fn start(store: Arc<dyn Store>, clock: FakeClock, extra: &str) -> World {
+    start_jails(JAILS, store, clock, extra).await
+}
+
+/// Starts a daemon with the jails `jails` (FILTERS and UNUSED replaced as in [`JAILS`]).
+async fn start_jails(jails: &str, store: Arc<dyn Store>, clock: FakeClock, extra: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"memory\"\n[control]\nsocket = \"{}\"\n{}\n{extra}",
         dir.path().join("ctl.sock").display(),
-        JAILS
+        jails
             .replace("FILTERS", &filter_dir().display().to_string())
             .replace(
                 "UNUSED",
@@ -294,6 +299,79 @@ async fn bans_end_at_expiry_and_repeat_offenders_are_banned_longer() {
 }
 
 #[tokio::test]
+async fn a_repeat_offender_is_banned_after_fewer_failures_even_after_a_restart() {
+    // fail2ban's observer: with bantime_increment, a failure of an address banned n times
+    // before counts min(2^n/2 + 1, maxretry): 2 after one ban, so 2 failures reach
+    // maxretry = 3. The history comes from the store after a restart.
+    let (store, clock) = new_world();
+    let w = start(store.clone(), clock.clone(), "").await;
+    w.sasl_failures("203.0.113.77", 3).await;
+    assert_eq!(w.bans().len(), 1);
+    w.stop().await;
+    clock.advance(Duration::from_secs(3600));
+    let w = start(store, clock, "").await;
+    let restored = w.bans().len();
+    assert_eq!(restored, 0, "the first ban has ended: nothing to restore");
+    w.sasl_failures("203.0.113.77", 1).await;
+    assert!(w.bans().is_empty(), "one weighted failure (2) < maxretry 3");
+    w.sasl_failures("203.0.113.77", 1).await;
+    let bans = w.bans();
+    assert_eq!(
+        bans.len(),
+        1,
+        "the second failure (2 + 2 >= 3) bans: {bans:?}"
+    );
+    assert_eq!(bans[0][0].timeout, Some(Duration::from_secs(7200)));
+    // A first offender still needs all three.
+    w.sasl_failures("203.0.113.78", 2).await;
+    assert_eq!(w.bans().len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn ignoreip_host_names_and_ignoreself_are_resolved_at_start() {
+    // `localhost` resolves through /etc/hosts to 127.0.0.1 (and ::1); with the defaults
+    // replaced by this list and ignoreself off, only the name keeps loopback from a ban.
+    let by_name = JAILS.replace(
+        "ipv6_prefix = 64",
+        "ipv6_prefix = 64\nignoreip = [\"localhost\", \"192.0.2.128/25\"]\nignoreself = false",
+    );
+    let (store, clock) = new_world();
+    let w = start_jails(&by_name, store, clock, "").await;
+    w.sasl_failures("127.0.0.1", 3).await;
+    w.sasl_failures("192.0.2.200", 3).await;
+    assert!(w.bans().is_empty(), "{:?}", w.bans());
+    w.sasl_failures("192.0.2.20", 3).await;
+    assert_eq!(w.bans().len(), 1, "an address outside the list is banned");
+    w.stop().await;
+
+    // ignoreself: the loopback interface's 127.0.0.1 is one of this host's own addresses,
+    // 127.0.0.2 is not (and no ignoreip covers it here).
+    let own = JAILS.replace(
+        "ipv6_prefix = 64",
+        "ipv6_prefix = 64\nignoreip = []\nignoreself = true",
+    );
+    let (store, clock) = new_world();
+    let w = start_jails(&own, store, clock, "").await;
+    w.sasl_failures("127.0.0.1", 3).await;
+    assert!(w.bans().is_empty(), "{:?}", w.bans());
+    w.sasl_failures("127.0.0.2", 3).await;
+    assert_eq!(w.bans().len(), 1);
+    w.stop().await;
+
+    // Neither: loopback is banned like any address.
+    let none = JAILS.replace(
+        "ipv6_prefix = 64",
+        "ipv6_prefix = 64\nignoreip = []\nignoreself = false",
+    );
+    let (store, clock) = new_world();
+    let w = start_jails(&none, store, clock, "").await;
+    w.sasl_failures("127.0.0.1", 3).await;
+    assert_eq!(w.bans().len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn manual_ban_unban_and_listing_through_the_control_handler() {
     let (store, clock) = new_world();
     let w = start(store, clock, "").await;
@@ -380,7 +458,8 @@ async fn policy_check_can_be_turned_off() {
 fn config_errors_name_the_jail_and_key() {
     let text = format!(
         "[[jail]]\nname = \"x\"\nfilter = \"no-such-filter\"\nfilter_dir = \"{}\"\nlogpath = [\"/dev/null\"]\n\
-         [[jail]]\nname = \"y\"\nfilter = \"postfix\"\nfilter_dir = \"{0}\"\nlogpath = [\"/dev/null\"]\nmaxretry = 0\naction = [\"nope\"]\n",
+         [[jail]]\nname = \"y\"\nfilter = \"postfix\"\nfilter_dir = \"{0}\"\nlogpath = [\"/dev/null\"]\nmaxretry = 0\naction = [\"nope\"]\n\
+         ignoreip = [\"192.0.2.300\", \"mx1.example.org\"]\n",
         filter_dir().display()
     );
     let e = config::parse("t.toml", &text, None)
@@ -395,4 +474,12 @@ fn config_errors_name_the_jail_and_key() {
         "{e}"
     );
     assert!(e.contains("no [[action]] is named \"nope\""), "{e}");
+    assert!(
+        e.contains("ignoreip: \"192.0.2.300\" is not an IP address, CIDR network or host name"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("mx1.example.org"),
+        "a host name is accepted: {e}"
+    );
 }

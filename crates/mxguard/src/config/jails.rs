@@ -50,6 +50,8 @@ pub struct JailConfig {
     pub bantime: Option<Spanned<String>>,
     pub bantime_increment: Option<IncrementConfig>,
     pub ignoreip: Option<Vec<Spanned<String>>>,
+    /// Also ignore this host's own addresses (fail2ban `ignoreself`, default true).
+    pub ignoreself: Option<bool>,
     pub ipv4_prefix: Option<Spanned<i64>>,
     pub ipv6_prefix: Option<Spanned<i64>>,
     /// Names of `[[action]]`s; default every configured action.
@@ -133,6 +135,11 @@ pub struct Jail {
     pub source: JailSource,
     /// Action names.
     pub actions: Vec<String>,
+    /// Host names in `ignoreip`, resolved by the daemon at start and every few minutes
+    /// (`jails::ignore_refresh`); their addresses join `settings.ignore`.
+    pub ignore_names: Vec<String>,
+    /// `ignoreself`: this host's interface addresses and the addresses of its own names.
+    pub ignoreself: bool,
 }
 
 /// What an action is.
@@ -218,8 +225,10 @@ fn int(err: Err<'_>, v: &Option<Spanned<i64>>, key: &str, range: Range<i64>, dfl
     }
 }
 
-fn nets(err: Err<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+/// `ignoreip`: its addresses and CIDR networks, and its host names (resolved later).
+fn ignore_entries(err: Err<'_>, list: &[Spanned<String>], key: &str) -> (Vec<IpNet>, Vec<String>) {
     let mut out = Vec::new();
+    let mut hosts = Vec::new();
     for e in list {
         let text = e.get_ref().trim();
         let parsed = text
@@ -227,16 +236,31 @@ fn nets(err: Err<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {
             .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
         match parsed {
             Ok(n) => out.push(n.trunc()),
+            Err(_) if is_host_name(text) => hosts.push(text.to_ascii_lowercase()),
             Err(_) => err(
                 e.span(),
-                format!(
-                    "{key}: {text:?} is not an IP address or CIDR network (host names are not \
-                     resolved: a name's addresses change without the jail noticing)"
-                ),
+                format!("{key}: {text:?} is not an IP address, CIDR network or host name"),
             ),
         }
     }
-    out
+    (out, hosts)
+}
+
+/// RFC 1123 host name syntax: dot-separated labels of letters, digits and inner hyphens,
+/// at least one letter somewhere (so a mistyped address like `192.0.2.300` is an error, not
+/// a name to look up).
+fn is_host_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn default_ignore() -> Vec<IpNet> {
@@ -383,9 +407,9 @@ pub fn validate(
             .as_ref()
             .filter(|c| c.enabled != Some(false))
             .map(|c| increment(c, &key("bantime_increment"), err));
-        let mut ignore = match &j.ignoreip {
-            None => default_ignore(),
-            Some(list) => nets(err, list, &key("ignoreip")),
+        let (mut ignore, ignore_names) = match &j.ignoreip {
+            None => (default_ignore(), Vec::new()),
+            Some(list) => ignore_entries(err, list, &key("ignoreip")),
         };
         ignore.sort();
         ignore.dedup();
@@ -438,6 +462,8 @@ pub fn validate(
             filter,
             source,
             actions: check_names(&j.action, &key("action"), err),
+            ignore_names,
+            ignoreself: j.ignoreself.unwrap_or(true),
         });
     }
     Jails {

@@ -64,6 +64,10 @@ pub struct BanState {
     active: HashMap<(String, IpNet), u64>,
     /// (end, network, jail), earliest first.
     expiry: BinaryHeap<Reverse<(u64, IpNet, String)>>,
+    /// Ban history per network, ended bans included: (times banned, last jail). Read for
+    /// every counted failure (the observer weight), so it is kept here rather than read
+    /// from the store per line; filled from the store at start.
+    history: HashMap<IpNet, (u32, String)>,
 }
 
 /// The ban manager (one per daemon, shared with the control socket).
@@ -134,6 +138,19 @@ impl BanManager {
         out
     }
 
+    /// How often `net` was banned before, as jail `s` sees it (its own bans, or every
+    /// jail's with `overalljails`): the history behind fail2ban's observer weight
+    /// ([`JailSettings::failure_weight`]). 0 without `bantime_increment`.
+    pub fn previous_bans(&self, s: &JailSettings, net: IpNet) -> u32 {
+        let Some(inc) = &s.increment else {
+            return 0;
+        };
+        match lock(&self.state).history.get(&net) {
+            Some((count, jail)) if inc.overalljails || *jail == s.name => *count,
+            _ => 0,
+        }
+    }
+
     /// Runs every action's setup (tables, sets, rules). Errors are logged and counted; the
     /// ban list in the store still holds and the policy still refuses banned clients.
     pub async fn setup(&self) {
@@ -156,13 +173,14 @@ impl BanManager {
             let routes = lock(&self.routes).clone();
             let mut st = lock(&self.state);
             for (key, rec) in records {
-                if !rec.active(now) {
-                    continue;
-                }
                 let Ok(net) = key.parse::<IpNet>() else {
                     tracing::warn!(key, "ban list: unreadable key skipped");
                     continue;
                 };
+                st.history.insert(net, (rec.count, rec.jail.clone()));
+                if !rec.active(now) {
+                    continue;
+                }
                 n += 1;
                 st.insert(&rec.jail, net, rec.until.0);
                 let fb = firewall_ban(net, &rec, now);
@@ -261,7 +279,11 @@ impl BanManager {
             reason: format!("{}: {} failures", s.name, d.failures),
         };
         self.store.ban_put(&key, rec.clone()).await?;
-        lock(&self.state).insert(&s.name, d.net, until.0);
+        {
+            let mut st = lock(&self.state);
+            st.insert(&s.name, d.net, until.0);
+            st.history.insert(d.net, (rec.count, rec.jail.clone()));
+        }
         let bantime = match length {
             BanTime::Permanent => -1,
             BanTime::Seconds(x) => x as i64,
@@ -294,7 +316,11 @@ impl BanManager {
             reason: b.reason,
         };
         self.store.ban_put(&key, rec.clone()).await?;
-        lock(&self.state).insert(&b.jail, b.net, until.0);
+        {
+            let mut st = lock(&self.state);
+            st.insert(&b.jail, b.net, until.0);
+            st.history.insert(b.net, (rec.count, rec.jail.clone()));
+        }
         self.metrics.banned(&b.jail);
         tracing::info!(jail = b.jail, net = %b.net, until = until.0, "ban (manual)");
         let fb = firewall_ban(b.net, &rec, now);
@@ -310,7 +336,11 @@ impl BanManager {
     /// deletes the address from its database) and lifts the ban in every action.
     pub async fn unban(&self, net: IpNet) -> Result<bool, StoreError> {
         let existed = self.store.ban_remove(&ban_key(net)).await?;
-        let jails = lock(&self.state).remove_net(net);
+        let jails = {
+            let mut st = lock(&self.state);
+            st.history.remove(&net);
+            st.remove_net(net)
+        };
         let fb = FirewallBan {
             net,
             jail: jails.first().cloned().unwrap_or_else(|| "manual".into()),

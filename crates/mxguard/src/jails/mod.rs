@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod bans;
+pub mod ignore;
 pub mod runner;
 
 use std::sync::Arc;
@@ -169,7 +170,10 @@ pub async fn process_batch(svc: &JailService, batch: &[LogLine], now: i64) {
     let mut decisions = Vec::new();
     {
         let mut runner = svc.runner.lock().await;
-        let mut weight = |_: &mxguard_engine::jail::JailSettings, _: std::net::IpAddr| 1.0;
+        // fail2ban's observer: a failure of an address banned before counts more.
+        let mut weight = |s: &mxguard_engine::jail::JailSettings, ip: std::net::IpAddr| {
+            s.failure_weight(svc.bans.previous_bans(s, s.network_of(ip)))
+        };
         for l in batch {
             let text = String::from_utf8_lossy(&l.bytes);
             decisions.extend(runner.line(&l.watches, &text, now, &mut weight));

@@ -174,6 +174,32 @@ impl JailRunner {
         out
     }
 
+    /// What each jail needs resolved for its ignore list: (jail index, `ignoreip` host names,
+    /// `ignoreself`). Jails with neither are left out.
+    pub fn ignore_lookups(&self) -> Vec<(usize, Vec<String>, bool)> {
+        self.specs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.ignoreself || !j.ignore_names.is_empty())
+            .map(|(i, j)| (i, j.ignore_names.clone(), j.ignoreself))
+            .collect()
+    }
+
+    /// Sets jail `i`'s ignore list to its configured networks plus the resolved `extra`
+    /// addresses (the previous resolution is replaced, so a name that moved is followed).
+    pub fn set_resolved_ignores(&mut self, i: usize, extra: &[IpAddr]) {
+        let (Some(spec), Some(r)) = (self.specs.get(i), self.jails.get_mut(i)) else {
+            return;
+        };
+        let mut s = r.jail.settings().clone();
+        let mut nets = spec.settings.ignore.nets().to_vec();
+        nets.extend(extra.iter().map(|ip| IpNet::from(ip.to_canonical())));
+        nets.sort();
+        nets.dedup();
+        s.ignore = mxguard_engine::jail::IgnoreList::new(nets);
+        r.jail.set_settings(s);
+    }
+
     /// fail2ban's periodic `FailManager.cleanup`.
     pub fn cleanup(&mut self, now: i64) {
         for r in &mut self.jails {
