@@ -371,6 +371,53 @@ async fn ignoreip_host_names_and_ignoreself_are_resolved_at_start() {
     w.stop().await;
 }
 
+/// One auth-policy report of a failed login (Dovecot's body, `Connection: close`).
+async fn auth_failure(addr: std::net::SocketAddr, ip: &str, pw: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!(
+        "{{\"login\":\"victim\",\"protocol\":\"imap\",\"pwhash\":\"{pw}\",\"remote\":\"{ip}\",\
+         \"success\":false,\"policy_reject\":false,\"tls\":false}}"
+    );
+    let req = format!(
+        "POST /?command=report HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test]
+async fn auth_policy_bans_reach_the_firewall_actions_and_recidive() {
+    let (store, clock) = new_world();
+    let auth = "[auth_policy]\nlisten = \"127.0.0.1:0\"\nban_after = 3\nban_time = \"10m\"\n";
+    let w = start(store, clock, auth).await;
+    let addr = w.d().auth_policy_addr.unwrap();
+    for pw in ["0001", "0002", "0003"] {
+        auth_failure(addr, "198.51.100.50", pw).await;
+    }
+    // The action runs beside the HTTP answer: wait (bounded) for the spawned task.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.bans().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let bans = w.bans();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0][0].net.to_string(), "198.51.100.50/32");
+    assert_eq!(bans[0][0].jail, "auth");
+    assert_eq!(bans[0][0].timeout, Some(Duration::from_secs(600)));
+    let status = w.control(ControlRequest::Status).await;
+    assert_eq!(status["bans_active"], 1, "{status}");
+    // A jail's ban of the same address is its second ban event: recidive (maxretry 2).
+    w.sasl_failures("198.51.100.50", 3).await;
+    let jails: Vec<String> = w.bans().iter().map(|b| b[0].jail.clone()).collect();
+    assert_eq!(jails, ["auth", "postfix-sasl", "recidive"]);
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn manual_ban_unban_and_listing_through_the_control_handler() {
     let (store, clock) = new_world();

@@ -230,7 +230,10 @@ async fn handle(State(state): State<Arc<AuthState>>, req: Request) -> Response {
         return error(m, StatusCode::BAD_REQUEST, "malformed");
     };
     let started = tokio::time::Instant::now();
-    let answer = tokio::time::timeout(live.cfg.answer_timeout, decide(&live, m, command, &request));
+    let answer = tokio::time::timeout(
+        live.cfg.answer_timeout,
+        decide(&live, &state.shared, command, &request),
+    );
     let out = match answer.await {
         Ok(Ok(r)) => r,
         Ok(Err(())) => return error(m, StatusCode::BAD_REQUEST, "malformed"),
@@ -248,10 +251,11 @@ async fn handle(State(state): State<Arc<AuthState>>, req: Request) -> Response {
 
 async fn decide(
     live: &Live,
-    m: &AuthMetrics,
+    shared: &Arc<Shared>,
     command: AuthPolicyCommand,
     r: &AuthPolicyRequest,
 ) -> Result<AuthPolicyReply, ()> {
+    let m = &shared.metrics.auth_policy;
     let remote = r.remote.trim().parse::<IpAddr>().ok();
     let attempt = Attempt {
         login: &r.login,
@@ -307,6 +311,11 @@ async fn decide(
                     ban = %key, until = ban.until.0, count = ban.count, reason = %ban.reason,
                     "auth policy: banned"
                 );
+                // The firewall actions run beside the answer: Dovecot must not wait for nft.
+                let (shared, key, ban) = (shared.clone(), key.clone(), ban.clone());
+                tokio::spawn(async move {
+                    crate::jails::enforce_external(&shared, &key, &ban).await;
+                });
             }
             for a in &o.alerts {
                 m.alerts

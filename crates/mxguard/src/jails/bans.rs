@@ -13,7 +13,8 @@
 //! last one that banned).
 //!
 //! What it does not do: count failures (`jails::runner`), or decide for the auth policy,
-//! which writes its own bans into the store (the Postfix policy reads them either way).
+//! which writes its own bans into the store and then hands them here
+//! ([`BanManager::enforce_recorded`]) so the firewall actions enforce them too.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -330,6 +331,31 @@ impl BanManager {
         }
         self.sync_gauges();
         Ok(rec)
+    }
+
+    /// A ban another part of mxguard has already written to the store (the Dovecot auth
+    /// policy, `jail = "auth"`): runs the actions for it (`[bans] action`), tracks it for
+    /// expiry and status, and remembers it for `bantime_increment`. Returns the network when
+    /// the key is one (a ban is always recorded first, so this only enforces).
+    pub async fn enforce_recorded(&self, key: &str, rec: &BanRecord) -> Option<IpNet> {
+        let Ok(net) = key.parse::<IpNet>() else {
+            tracing::warn!(key, "ban list: unreadable key, no action run");
+            return None;
+        };
+        let now = self.clock.now();
+        {
+            let mut st = lock(&self.state);
+            st.insert(&rec.jail, net, rec.until.0);
+            st.history.insert(net, (rec.count, rec.jail.clone()));
+        }
+        self.metrics.banned(&rec.jail);
+        let fb = firewall_ban(net, rec, now);
+        let names = lock(&self.routes).for_jail(&rec.jail).to_vec();
+        for name in names {
+            self.run_ban(&name, std::slice::from_ref(&fb)).await;
+        }
+        self.sync_gauges();
+        Some(net)
     }
 
     /// `mxguard unban NET`: removes the record (and its history, as fail2ban's unban

@@ -182,6 +182,24 @@ pub async fn process_batch(svc: &JailService, batch: &[LogLine], now: i64) {
     apply(svc, decisions, now).await;
 }
 
+/// A ban recorded elsewhere (the auth policy): the firewall actions enforce it, and it
+/// counts towards `recidive` like a jail's ban event.
+pub async fn enforce_external(
+    shared: &crate::service::Shared,
+    key: &str,
+    rec: &mxguard_engine::auth::ban::BanRecord,
+) {
+    let Some(net) = shared.bans.enforce_recorded(key, rec).await else {
+        return;
+    };
+    if let Some(svc) = &shared.jails {
+        let now = shared.clock.now().0 as i64;
+        let event = (rec.jail.clone(), net, rec.since.0 as i64);
+        let decisions = svc.runner.lock().await.ban_events(&[event], now);
+        apply(svc, decisions, now).await;
+    }
+}
+
 /// Applies decisions, then feeds the new ban events to recidive and applies its bans.
 pub async fn apply(svc: &JailService, decisions: Vec<mxguard_engine::jail::BanDecision>, now: i64) {
     let mut decisions = decisions;
