@@ -362,9 +362,13 @@ impl Daemon {
             let tail = crate::input::logtail::LogTail::new(crate::jails::tail_settings(
                 &cfg.jails, watches,
             ))?;
+            let journal =
+                crate::input::journal::settings_for(&cfg.jails, shared.clock.now().0 as i64)
+                    .map(crate::input::journal::JournalTail::new);
             tasks.spawn(crate::jails::run(
                 svc.clone(),
                 tail,
+                journal,
                 cfg.jails.bans.poll_interval,
                 shared.clock.clone(),
                 rx.clone(),

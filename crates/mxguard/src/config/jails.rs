@@ -90,6 +90,9 @@ pub struct BansConfig {
     pub start_at_end: Option<bool>,
     /// Actions for `mxguard ban` and auth-policy bans (default every configured action).
     pub action: Option<Vec<Spanned<String>>>,
+    /// Journal files to read for `journalmatch` jails (`journalctl --directory`; default
+    /// the system journal).
+    pub journal_directory: Option<Spanned<String>>,
 }
 
 /// `[[action]]` as written.
@@ -118,8 +121,8 @@ pub struct ActionConfig {
 pub enum JailSource {
     /// Files or globs, followed by `input::logtail`.
     Files(Vec<String>),
-    /// `journalctl` matches (`_SYSTEMD_UNIT=postfix@-.service`).
-    Journal(String),
+    /// systemd journal entries matching any of these groups (`journalmatch`).
+    Journal(Vec<crate::input::journal::MatchGroup>),
     /// mxguard's own ban events (the recidive jail).
     BanEvents,
 }
@@ -181,6 +184,7 @@ pub struct Bans {
     pub poll_interval: Duration,
     pub start_at_end: bool,
     pub actions: Vec<String>,
+    pub journal_directory: Option<PathBuf>,
 }
 
 /// Everything about jails and bans.
@@ -328,6 +332,7 @@ pub fn validate(
             Some(p) => Some(path(p.get_ref())),
             None => state_dir.map(|d| d.join("logtail.checkpoint")),
         },
+        journal_directory: b.journal_directory.as_ref().map(|p| path(p.get_ref())),
         max_line: int(err, &b.max_line, "[bans] max_line", 256..16_777_217, 16_384) as usize,
         poll_interval: Duration::from_millis(match &b.poll_interval {
             None => 250,
@@ -440,7 +445,26 @@ pub fn validate(
         };
         let source = match (&j.logpath[..], &j.journalmatch, &filter) {
             ([], None, None) => JailSource::BanEvents,
-            ([], Some(m), _) => JailSource::Journal(m.get_ref().clone()),
+            ([], Some(m), Some(def)) => {
+                // "" takes the filter's own journalmatch lines (fail2ban: the jail's
+                // journalmatch, else the filter's).
+                let text = if m.get_ref().trim().is_empty() {
+                    def.journalmatch.join("\n")
+                } else {
+                    m.get_ref().clone()
+                };
+                match crate::input::journal::parse_matches(&text) {
+                    Ok(groups) => JailSource::Journal(groups),
+                    Err(e) => {
+                        err(m.span(), key(&format!("journalmatch: {e}")));
+                        continue;
+                    }
+                }
+            }
+            ([], Some(m), None) => {
+                err(m.span(), key("journalmatch needs a filter"));
+                continue;
+            }
             ([], None, Some(_)) => {
                 err(name.span(), key("logpath or journalmatch is required"));
                 continue;
@@ -455,6 +479,20 @@ pub fn validate(
                 err(m.span(), key("set logpath or journalmatch, not both"));
                 continue;
             }
+        };
+        // fail2ban's systemd backend reads filters with `logtype = journal` (common.conf's
+        // short `HOST IDENT[PID]:` prefix, no date in the line) unless the jail sets one.
+        let filter = match (&source, filter, &j.filter) {
+            (JailSource::Journal(_), Some(_), Some(f)) => {
+                match load_filter_logtype(&filter_dir, f.get_ref(), "journal") {
+                    Ok(def) => Some(def),
+                    Err(e) => {
+                        err(f.span(), key(&format!("filter {:?}: {e}", f.get_ref())));
+                        continue;
+                    }
+                }
+            }
+            (_, filter, _) => filter,
         };
         out.push(Jail {
             settings: s,
@@ -474,7 +512,15 @@ pub fn validate(
 }
 
 fn load_filter(dir: &Path, spec: &str) -> Result<FilterDefinition, String> {
-    let parsed = FilterSpec::parse(spec).map_err(|e| e.to_string())?;
+    load_filter_logtype(dir, spec, "")
+}
+
+/// [`load_filter`] with a default `logtype` init option (`""`: the filter's own).
+fn load_filter_logtype(dir: &Path, spec: &str, logtype: &str) -> Result<FilterDefinition, String> {
+    let mut parsed = FilterSpec::parse(spec).map_err(|e| e.to_string())?;
+    if !logtype.is_empty() && !parsed.options.iter().any(|(k, _)| k == "logtype") {
+        parsed.options.push(("logtype".into(), logtype.into()));
+    }
     let filter_d = dir.join("filter.d");
     let def = FilterDefinition::load(&filter_d, &parsed).map_err(|e| e.to_string())?;
     // Compile once here so a regex error is a config error, not a start-up failure later.

@@ -37,6 +37,9 @@ pub struct LogLine {
     pub watches: Arc<[usize]>,
     /// The line without its `\n` (and without a `\r` before it).
     pub bytes: Vec<u8>,
+    /// The entry's time when the source gives it (the journal); `None`: the filter finds
+    /// the date in the line.
+    pub time: Option<i64>,
 }
 
 /// What to follow.
@@ -351,6 +354,7 @@ fn read_lines(
             out.push(LogLine {
                 watches: f.watches.clone(),
                 bytes,
+                time: None,
             });
             stats.lines += 1;
             f.offset = base + end as u64 + 1;

@@ -125,11 +125,13 @@ pub fn tail_settings(jails: &Jails, watches: Vec<Vec<String>>) -> TailSettings {
 pub async fn run(
     svc: Arc<JailService>,
     tail: LogTail,
+    journal: Option<crate::input::journal::JournalTail>,
     poll: Duration,
     clock: Arc<dyn mxguard_engine::Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Vec<LogLine>>(4);
+    let journal = journal.map(|j| tokio::spawn(j.run(tx.clone(), shutdown.clone())));
     let follower = tokio::spawn(tail.run(tx, poll, shutdown.clone()));
     let mut last_cleanup = 0i64;
     let mut shutdown = shutdown;
@@ -147,6 +149,9 @@ pub async fn run(
         }
     }
     follower.abort();
+    if let Some(j) = journal {
+        j.abort();
+    }
     Ok(())
 }
 
@@ -176,7 +181,7 @@ pub async fn process_batch(svc: &JailService, batch: &[LogLine], now: i64) {
         };
         for l in batch {
             let text = String::from_utf8_lossy(&l.bytes);
-            decisions.extend(runner.line(&l.watches, &text, now, &mut weight));
+            decisions.extend(runner.line(&l.watches, &text, l.time, now, &mut weight));
         }
     }
     apply(svc, decisions, now).await;

@@ -81,6 +81,13 @@ impl JailRunner {
         })
     }
 
+    /// Whether any jail reads the systemd journal.
+    pub fn has_journal(&self) -> bool {
+        self.specs
+            .iter()
+            .any(|j| matches!(j.source, JailSource::Journal(_)))
+    }
+
     /// The watch lists for the log follower: watch id `i` = the file patterns of jail `i`
     /// (empty for journal and ban-event jails).
     pub fn watches(&self) -> Vec<Vec<String>> {
@@ -102,11 +109,14 @@ impl JailRunner {
     }
 
     /// Offers one line to the jails `watches` (indices into the configuration's jails).
-    /// `weight` gives the increment observer's weight for an address (1.0 without history).
+    /// `time` is the line's time when its source knows it (journal entries); otherwise the
+    /// filter reads the date from the text. `weight` gives the increment observer's weight
+    /// for an address (1.0 without history).
     pub fn line(
         &mut self,
         watches: &[usize],
         line: &str,
+        time: Option<i64>,
         now: i64,
         weight: &mut dyn FnMut(&JailSettings, IpAddr) -> f64,
     ) -> Vec<BanDecision> {
@@ -118,7 +128,10 @@ impl JailRunner {
             let Some(filter) = r.filter.as_mut() else {
                 continue;
             };
-            let result = filter.process_line(line, now);
+            let result = match time {
+                Some(t) => filter.process_line_with_time(line, t),
+                None => filter.process_line(line, now),
+            };
             for hit in result.failures() {
                 let ip = match &hit.id {
                     Some(FailureId::Ip(ip)) => *ip,
@@ -223,7 +236,7 @@ impl JailRunner {
                 filter: s.filter_spec.clone(),
                 source: match &s.source {
                     JailSource::Files(p) => p.join(" "),
-                    JailSource::Journal(m) => format!("journal: {m}"),
+                    JailSource::Journal(groups) => format!("journal: {}", match_text(groups)),
                     JailSource::BanEvents => "ban events".into(),
                 },
                 pending: r.jail.pending(),
@@ -231,5 +244,23 @@ impl JailRunner {
                 ignored: r.ignored,
             })
             .collect()
+    }
+}
+
+/// A journalmatch as journalctl would take it (status output).
+fn match_text(groups: &[crate::input::journal::MatchGroup]) -> String {
+    let text: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            g.terms
+                .iter()
+                .flat_map(|(f, vs)| vs.iter().map(move |v| format!("{f}={v}")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    match text.join(" + ") {
+        t if t.is_empty() => "(every entry)".into(),
+        t => t,
     }
 }
