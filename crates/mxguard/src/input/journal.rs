@@ -15,8 +15,8 @@
 //!   `formatJournalEntry`: `SYSLOG_IDENTIFIER` or `_COMM`, `SYSLOG_PID` or `_PID`, newlines
 //!   in the message as `\n`), with its time from `_SOURCE_REALTIME_TIMESTAMP` or
 //!   `__REALTIME_TIMESTAMP`, not from the text.
-//! - Position: the cursor of the last entry handed on is kept in a file (written after each
-//!   batch is sent, like the file checkpoint), so a restart resumes after it. Without one,
+//! - Position: the cursor of the last entry handed on is kept in a file (written once its
+//!   batch is processed, like the file checkpoint), so a restart resumes after it. Without one,
 //!   reading starts `findtime` before now (fail2ban seeks back by the jail's max age), or at
 //!   the end with `[bans] start_at_end`.
 //!
@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
-use super::logtail::LogLine;
+use super::logtail::{Batch, Checkpoint, LogLine};
 
 /// One alternative of a `journalmatch`: for each field, the values it may have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,22 +245,18 @@ impl JournalTail {
         })
     }
 
-    /// Saves the cursor of the last entry read.
-    fn commit(&self) {
-        let (Some(path), Some(c)) = (&self.settings.cursor_file, &self.cursor) else {
-            return;
-        };
-        let tmp = path.with_extension("tmp");
-        let r = std::fs::write(&tmp, format!("{c}\n")).and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = r {
-            tracing::warn!(file = %path.display(), error = %e, "cannot write the journal cursor");
-        }
+    /// The cursor of the last entry read, to be saved once the batch is processed.
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            path: self.settings.cursor_file.clone()?,
+            text: format!("{}\n", self.cursor.as_ref()?),
+        })
     }
 
     /// Runs journalctl and sends batches until shutdown; restarts it if it exits.
     pub async fn run(
         mut self,
-        tx: mpsc::Sender<Vec<LogLine>>,
+        tx: mpsc::Sender<Batch>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         loop {
@@ -306,10 +302,11 @@ impl JournalTail {
     async fn pump<R: tokio::io::AsyncRead + Unpin>(
         &mut self,
         reader: &mut BufReader<R>,
-        tx: &mpsc::Sender<Vec<LogLine>>,
+        tx: &mpsc::Sender<Batch>,
     ) -> bool {
         let mut batch = Vec::new();
         let mut line = Vec::new();
+        let mut saved = self.checkpoint();
         loop {
             line.clear();
             let more = match read_bounded(reader, &mut line, self.settings.max_line).await {
@@ -330,14 +327,17 @@ impl JournalTail {
                 Ok(ReadLine::End) | Err(_) => false,
             };
             let idle = reader.buffer().is_empty();
-            if !batch.is_empty() && (!more || idle || batch.len() >= self.settings.batch_lines) {
-                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+            // Entries no jail wanted still move the cursor: an empty batch saves it.
+            let full = batch.len() >= self.settings.batch_lines;
+            if full || ((!more || idle) && self.checkpoint() != saved) {
+                saved = self.checkpoint();
+                let b = Batch {
+                    lines: std::mem::take(&mut batch),
+                    checkpoint: saved.clone(),
+                };
+                if tx.send(b).await.is_err() {
                     return false;
                 }
-                self.commit();
-            } else if idle && more {
-                // Entries no jail wanted still move the cursor.
-                self.commit();
             }
             if !more {
                 return true;

@@ -42,6 +42,34 @@ pub struct LogLine {
     pub time: Option<i64>,
 }
 
+/// A batch of lines and the position to save once the batch is processed (so a crash
+/// re-reads lines rather than skipping them).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub lines: Vec<LogLine>,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A position file's new content (the file checkpoint, or the journal cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Checkpoint {
+    /// Writes the file atomically (temp file, then rename).
+    pub fn write(&self) -> Result<(), TailError> {
+        let err = |e: std::io::Error| TailError::Checkpoint {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, &self.text).map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)
+    }
+}
+
 /// What to follow.
 #[derive(Debug, Clone, Default)]
 pub struct TailSettings {
@@ -257,9 +285,16 @@ impl LogTail {
 
     /// Persists the offsets of every line returned so far.
     pub fn commit(&mut self) -> Result<(), TailError> {
-        let Some(path) = &self.settings.checkpoint else {
-            return Ok(());
-        };
+        match self.checkpoint() {
+            Some(c) => c.write(),
+            None => Ok(()),
+        }
+    }
+
+    /// The checkpoint of every line returned so far, to be written once they are processed
+    /// (`None` without a checkpoint file).
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let path = self.settings.checkpoint.clone()?;
         let mut text = String::new();
         for (p, f) in &self.files {
             let Some(name) = p.to_str() else { continue };
@@ -268,20 +303,14 @@ impl LogTail {
             }
             text.push_str(&format!("{} {} {} {}\n", f.dev, f.ino, f.offset, name));
         }
-        let err = |e: std::io::Error| TailError::Checkpoint {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        };
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        Some(Checkpoint { path, text })
     }
 
     /// Polls every `interval` until shutdown, sending batches (awaiting the bounded channel
-    /// is the backpressure) and committing after each send.
+    /// is the backpressure); each batch carries its checkpoint for the receiver to write.
     pub async fn run(
         mut self,
-        tx: mpsc::Sender<Vec<LogLine>>,
+        tx: mpsc::Sender<Batch>,
         interval: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
@@ -294,11 +323,12 @@ impl LogTail {
             self = tail;
             let more = lines.len() >= self.settings.batch_lines;
             if !lines.is_empty() {
-                if tx.send(lines).await.is_err() {
+                let batch = Batch {
+                    lines,
+                    checkpoint: self.checkpoint(),
+                };
+                if tx.send(batch).await.is_err() {
                     return Ok(());
-                }
-                if let Err(e) = self.commit() {
-                    tracing::warn!(error = %e, "cannot write the log checkpoint");
                 }
             }
             if more {

@@ -27,7 +27,7 @@ pub use bans::{BanManager, BanOutcome, ManualBan, Routes};
 pub use runner::{JailRunner, JailStatus};
 
 use crate::config::jails::Jails;
-use crate::input::logtail::{LogLine, LogTail, TailSettings};
+use crate::input::logtail::{Batch, LogLine, LogTail, TailSettings};
 
 /// Labels with a jail name (closed set: the configured jails).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,7 +130,7 @@ pub async fn run(
     clock: Arc<dyn mxguard_engine::Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<Vec<LogLine>>(4);
+    let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let journal = journal.map(|j| tokio::spawn(j.run(tx.clone(), shutdown.clone())));
     let follower = tokio::spawn(tail.run(tx, poll, shutdown.clone()));
     let mut last_cleanup = 0i64;
@@ -141,8 +141,17 @@ pub async fn run(
             b = rx.recv() => match b { Some(b) => b, None => break },
         };
         let now = clock.now().0 as i64;
-        svc.bans.metrics().log_lines.inc_by(batch.len() as u64);
-        process_batch(&svc, &batch, now).await;
+        svc.bans
+            .metrics()
+            .log_lines
+            .inc_by(batch.lines.len() as u64);
+        process_batch(&svc, &batch.lines, now).await;
+        // The position moves only once the batch's bans are recorded.
+        if let Some(c) = &batch.checkpoint
+            && let Err(e) = c.write()
+        {
+            tracing::warn!(error = %e, "cannot write the log position");
+        }
         if now - last_cleanup >= 5 {
             svc.runner.lock().await.cleanup(now);
             last_cleanup = now;
