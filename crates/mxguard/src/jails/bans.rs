@@ -69,6 +69,10 @@ pub struct BanState {
     /// every counted failure (the observer weight), so it is kept here rather than read
     /// from the store per line; filled from the store at start.
     history: HashMap<IpNet, (u32, String)>,
+    /// Entries of `active` per jail, kept with it: status and the gauges read this after
+    /// every ban, and counting 100,000 entries each time would make a mass ban quadratic.
+    /// An ended ban counts until the expiry job removes it (within a second).
+    per_jail: HashMap<String, usize>,
 }
 
 /// The ban manager (one per daemon, shared with the control socket).
@@ -129,14 +133,11 @@ impl BanManager {
 
     /// Active bans per jail (status).
     pub fn active_by_jail(&self) -> BTreeMap<String, usize> {
-        let now = self.clock.now().0;
-        let mut out = BTreeMap::new();
-        for ((jail, _), end) in &lock(&self.state).active {
-            if *end > now {
-                *out.entry(jail.clone()).or_insert(0) += 1;
-            }
-        }
-        out
+        lock(&self.state)
+            .per_jail
+            .iter()
+            .map(|(j, n)| (j.clone(), *n))
+            .collect()
     }
 
     /// How often `net` was banned before, as jail `s` sees it (its own bans, or every
@@ -478,10 +479,22 @@ impl BanManager {
 
 impl BanState {
     fn insert(&mut self, jail: &str, net: IpNet, end: u64) {
-        let slot = self.active.entry((jail.to_string(), net)).or_insert(0);
+        let slot = match self.active.entry((jail.to_string(), net)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                *self.per_jail.entry(jail.to_string()).or_insert(0) += 1;
+                e.insert(0)
+            }
+        };
         *slot = (*slot).max(end);
         if end != u64::MAX {
             self.expiry.push(Reverse((end, net, jail.to_string())));
+        }
+    }
+
+    fn uncount(&mut self, jail: &str) {
+        if let Some(n) = self.per_jail.get_mut(jail) {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -501,7 +514,9 @@ impl BanState {
             .map(|(j, _)| j.clone())
             .collect();
         for j in &jails {
-            self.active.remove(&(j.clone(), net));
+            if self.active.remove(&(j.clone(), net)).is_some() {
+                self.uncount(j);
+            }
         }
         jails
     }
@@ -519,6 +534,7 @@ impl BanState {
             let key = (jail, net);
             if self.active.get(&key) == Some(&end) {
                 self.active.remove(&key);
+                self.uncount(&key.0);
                 out.push((key.1, key.0));
             }
         }
