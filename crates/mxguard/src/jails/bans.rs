@@ -191,8 +191,17 @@ impl BanManager {
                 }
             }
         }
-        for (name, bans) in batches {
-            self.run_ban(&name, &bans).await;
+        // Every action, even with no bans: its state is replaced by the store's.
+        for a in self.actions.all() {
+            let bans = batches.remove(a.name()).unwrap_or_default();
+            if let Err(e) = a.restore(&bans).await {
+                self.metrics.action_error(a.name());
+                tracing::error!(error = %e, bans = bans.len(),
+                    "restore action failed; the bans stay in the ban list");
+            }
+        }
+        for name in batches.keys() {
+            tracing::error!(action = name, "no such action");
         }
         self.sync_gauges();
         tracing::info!(bans = n, "restored active bans");

@@ -67,6 +67,18 @@ pub trait BanAction: Send + Sync + std::fmt::Debug {
     /// Lifts every ban of the batch. Lifting a ban that is not there is not an error (the
     /// kernel may have expired it already).
     fn unban<'a>(&'a self, bans: &'a [FirewallBan]) -> ActionFuture<'a>;
+
+    /// Start-up restore: afterwards the action enforces exactly `bans` (every active ban of
+    /// the store routed to it, possibly none). Actions that own their whole state replace
+    /// it in one step (nftables); the default bans the batch.
+    fn restore<'a>(&'a self, bans: &'a [FirewallBan]) -> ActionFuture<'a> {
+        Box::pin(async move {
+            if bans.is_empty() {
+                return Ok(());
+            }
+            self.ban(bans).await
+        })
+    }
 }
 
 /// The configured actions, by name.

@@ -130,15 +130,26 @@ impl NftablesAction {
         for (set, group) in grouped(bans) {
             for chunk in group.chunks(CHUNK) {
                 let plain: Vec<String> = chunk.iter().map(|b| element(&b.net)).collect();
-                let timed: Vec<String> = chunk
-                    .iter()
-                    .map(|b| match b.timeout {
-                        Some(t) => format!("{} timeout {}s", element(&b.net), t.as_secs().max(1)),
-                        None => element(&b.net),
-                    })
-                    .collect();
+                let timed: Vec<String> = chunk.iter().map(|b| timed(b)).collect();
                 self.statement(&mut out, "add", set, &plain);
                 self.statement(&mut out, "delete", set, &plain);
+                self.statement(&mut out, "add", set, &timed);
+            }
+        }
+        out
+    }
+
+    /// The start-up transaction: every set emptied and filled with `bans` at once (one
+    /// `add` per element instead of the add/delete/add a refresh needs, and addresses
+    /// unbanned while mxguard was down are lifted). Atomic, so no ban lapses meanwhile.
+    pub fn restore_script(&self, bans: &[FirewallBan]) -> String {
+        let mut out = String::new();
+        for set in ["ban4", "ban6", "net4", "net6"] {
+            let _ = writeln!(out, "flush set inet {} {set}", self.s.table);
+        }
+        for (set, group) in grouped(bans) {
+            for chunk in group.chunks(CHUNK) {
+                let timed: Vec<String> = chunk.iter().map(|b| timed(b)).collect();
                 self.statement(&mut out, "add", set, &timed);
             }
         }
@@ -217,6 +228,14 @@ impl NftablesAction {
 }
 
 /// Bans by target set, in a stable order.
+/// An element with its remaining time as the kernel timeout (none: permanent).
+fn timed(b: &FirewallBan) -> String {
+    match b.timeout {
+        Some(t) => format!("{} timeout {}s", element(&b.net), t.as_secs().max(1)),
+        None => element(&b.net),
+    }
+}
+
 fn grouped(bans: &[FirewallBan]) -> Vec<(&'static str, Vec<&FirewallBan>)> {
     let mut out: Vec<(&'static str, Vec<&FirewallBan>)> = Vec::new();
     for set in ["ban4", "net4", "ban6", "net6"] {
@@ -243,6 +262,10 @@ impl BanAction for NftablesAction {
 
     fn unban<'a>(&'a self, bans: &'a [FirewallBan]) -> ActionFuture<'a> {
         Box::pin(self.run(self.unban_script(bans)))
+    }
+
+    fn restore<'a>(&'a self, bans: &'a [FirewallBan]) -> ActionFuture<'a> {
+        Box::pin(self.run(self.restore_script(bans)))
     }
 }
 
@@ -283,6 +306,31 @@ mod tests {
         assert!(!s.contains("flush set"), "bans survive setup");
         let all = action(None).setup_script();
         assert!(all.contains("add rule inet mxguard input ip6 saddr @net6 drop"));
+    }
+
+    #[test]
+    fn restore_replaces_every_set_in_one_transaction() {
+        let s = action(None)
+            .restore_script(&[ban("192.0.2.7/32", Some(60)), ban("2001:db8::/64", None)]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            &lines[..4],
+            [
+                "flush set inet mxguard ban4",
+                "flush set inet mxguard ban6",
+                "flush set inet mxguard net4",
+                "flush set inet mxguard net6",
+            ]
+        );
+        assert_eq!(
+            &lines[4..],
+            [
+                "add element inet mxguard ban4 { 192.0.2.7 timeout 60s }",
+                "add element inet mxguard net6 { 2001:db8::/64 }",
+            ]
+        );
+        let empty = action(None).restore_script(&[]);
+        assert_eq!(empty.lines().count(), 4, "no bans: the sets are emptied");
     }
 
     #[test]
