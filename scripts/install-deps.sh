@@ -8,7 +8,7 @@
 # Helpers add their packages to pkgs=(...) below.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(postfix swaks iproute2 nftables ipset python3 procps dovecot-core dovecot-imapd systemd-journal-remote)
+pkgs=(postfix swaks iproute2 nftables ipset python3 procps dovecot-core dovecot-imapd systemd-journal-remote redis-server)
 
 [ "$(id -u)" = 0 ] || { echo "install-deps: must run as root" >&2; exit 1; }
 

@@ -258,6 +258,7 @@ async fn status(shared: &Shared) -> ControlReply {
         "store": match &cfg.store.kind {
             crate::config::StoreKind::Embedded(p) => json!({"type": "embedded", "path": p.display().to_string()}),
             crate::config::StoreKind::Memory => json!({"type": "memory"}),
+            crate::config::StoreKind::Redis { prefix, .. } => json!({"type": "redis", "prefix": prefix}),
         },
         "triplets": counts.as_ref().ok().map(|c| c.triplets),
         "clients": counts.as_ref().ok().map(|c| c.clients),

@@ -230,6 +230,23 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
             store: Arc::new(MemoryStore::new()),
             embedded: None,
         }),
+        StoreKind::Redis {
+            url,
+            prefix,
+            timeout,
+        } => {
+            let store = crate::store::RedisStore::new(crate::store::RedisSettings {
+                url: url.clone(),
+                prefix: prefix.clone(),
+                timeout: *timeout,
+                ban_retention: cfg.jails.bans.retention,
+            })?;
+            tracing::info!(prefix, "redis store configured (connects on first use)");
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                embedded: None,
+            })
+        }
         StoreKind::Embedded(path) => {
             let path = path.clone();
             let store = tokio::task::spawn_blocking(move || {

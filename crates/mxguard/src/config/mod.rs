@@ -117,6 +117,12 @@ pub enum StoreKind {
     Embedded(PathBuf),
     /// In memory only: lost on restart (tests, throw-away setups).
     Memory,
+    /// Redis or Valkey, shared by several hosts.
+    Redis {
+        url: String,
+        prefix: String,
+        timeout: Duration,
+    },
 }
 
 /// Validated `[store]`.

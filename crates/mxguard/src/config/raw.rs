@@ -58,6 +58,12 @@ pub struct StoreConfig {
     pub kind: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
     pub expire_interval: Option<Spanned<String>>,
+    /// `type = "redis"`: `redis://host:port/db`, `rediss://...`, `unix:///path`.
+    pub url: Option<Spanned<String>>,
+    /// `type = "redis"`: prepended to every key (default `mxguard:`).
+    pub prefix: Option<Spanned<String>>,
+    /// `type = "redis"`: bound on each operation (default `250ms`).
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[greylist]`: postgrey-compatible greylisting.

@@ -145,7 +145,7 @@ pub(super) fn validate(
     };
     let state_dir = match &store.kind {
         StoreKind::Embedded(dir) => Some(dir.clone()),
-        StoreKind::Memory => None,
+        StoreKind::Memory | StoreKind::Redis { .. } => None,
     };
     let jails = super::jails::validate(
         &raw.jail,
@@ -361,10 +361,40 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
             None => default_state_dir(ctx.base),
         }),
         Some((_, "memory")) => StoreKind::Memory,
+        Some((k, "redis")) => {
+            let url = match &r.url {
+                Some(u) if redis::Client::open(u.get_ref().as_str()).is_ok() => u.get_ref().clone(),
+                Some(u) => {
+                    ctx.err(
+                        u,
+                        format!(
+                            "[store] url: {:?} is not a redis://, rediss:// or unix:// URL",
+                            u.get_ref()
+                        ),
+                    );
+                    String::new()
+                }
+                None => {
+                    ctx.err(
+                        k,
+                        "[store] type = \"redis\" needs url (e.g. \"redis://127.0.0.1:6379/0\")",
+                    );
+                    String::new()
+                }
+            };
+            StoreKind::Redis {
+                url,
+                prefix: r
+                    .prefix
+                    .as_ref()
+                    .map_or("mxguard:".into(), |p| p.get_ref().clone()),
+                timeout: ctx.duration(&r.timeout, "[store] timeout", Duration::from_millis(250)),
+            }
+        }
         Some((k, other)) => {
             ctx.err(
                 k,
-                format!("[store] type: {other:?} is not \"embedded\" or \"memory\""),
+                format!("[store] type: {other:?} is not \"embedded\", \"memory\" or \"redis\""),
             );
             StoreKind::Memory
         }

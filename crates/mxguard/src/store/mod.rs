@@ -2,7 +2,7 @@
 //!
 //! - [`embedded`]: the default, a redb file with write-behind batching (no server to run);
 //! - the in-memory [`mxguard_engine::store::MemoryStore`] for tests and benchmarks;
-//! - `redis` (shared state across MX hosts) comes later behind the same trait.
+//! - [`redis`]: Redis or Valkey, state shared by several MX hosts.
 //!
 //! The service builds one from `[store] type = "..."` and hands it to the engine as
 //! `Arc<dyn Store>`.
@@ -11,8 +11,10 @@ mod codec;
 mod compact;
 pub mod embedded;
 mod keyed;
+pub mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use redis::{RedisSettings, RedisStore};
 
 #[cfg(test)]
 mod model_tests;

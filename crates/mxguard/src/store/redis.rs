@@ -1,0 +1,741 @@
+//! The Redis / Valkey backend: state shared by several MX and submission hosts (issue 10).
+//!
+//! Every record is one Redis string under `<prefix><kind>:<key>` (`mxguard:gl:<triplet>`,
+//! `awl:<ip>`, `lim:<key>`, `acct:<user>`, `ban:<cidr>`), so one Redis can serve several
+//! deployments with different prefixes and `redis-cli --scan --pattern 'mxguard:ban:*'` shows
+//! the ban list. Values: triplets `first last`, auto-whitelist `count last` (Unix seconds as
+//! text), bans `since\tuntil\tcount\tjail\treason`, GCRA states and accounts in the embedded
+//! store's byte layouts (`store::codec`). Expiry is Redis's own (`EX`, a time to live set with
+//! each write from the same rules the embedded store's cleanup applies, counted from the
+//! engine clock's "now", so a fake clock in tests and a host clock a little off both work),
+//! so [`Store::expire`] has nothing to do.
+//!
+//! Atomic updates (greylist touch, auto-whitelist bump, GCRA, account hold) read the record,
+//! compute the new one with the engine's own functions (`TripletRecord::touched`,
+//! `gcra::apply`, ...), and write it with a compare-and-set script that succeeds only if the
+//! record is still what was read; on a conflict (another host won the race) the update is
+//! computed again. Two round trips per update, and the semantics are the embedded store's by
+//! construction: there is no second implementation of them in Lua to drift.
+//!
+//! Fail-open: each operation is bounded by `timeout`; an error or timeout is
+//! `StoreError::Unavailable`, on which every check answers its fail-open verdict. The first
+//! failure after a healthy period is logged once (warn) and the recovery once (info); counts
+//! are in [`RedisHealth`]. The connection manager reconnects by itself (lazily: the daemon
+//! starts even while Redis is down).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mxguard_engine::UnixTime;
+use mxguard_engine::account::AccountRecord;
+use mxguard_engine::auth::ban::BanRecord;
+use mxguard_engine::limits::gcra::{self, GcraState, Mode, Outcome, Window};
+use mxguard_engine::store::{
+    AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey, GreylistTimes, Store,
+    StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord,
+};
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::codec;
+
+/// How often a conflicting update is recomputed before giving up (fail-open).
+const CAS_ATTEMPTS: usize = 16;
+/// Keys read per SCAN step (listings).
+const SCAN_COUNT: usize = 1000;
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://[user:pass@]host:port/db`, `rediss://...`, or `unix:///path/redis.sock`.
+    pub url: String,
+    /// Prepended to every key (`mxguard:`).
+    pub prefix: String,
+    /// Bound on each operation, connection included.
+    pub timeout: Duration,
+    /// How long ended bans are remembered (`[bans] retention`).
+    pub ban_retention: Duration,
+}
+
+/// Outage and error counters (for logs, `/metrics` and status).
+#[derive(Debug, Default)]
+pub struct RedisHealth {
+    down: AtomicBool,
+    /// Operations that failed or timed out.
+    pub errors: AtomicU64,
+    /// Healthy -> failing transitions.
+    pub outages: AtomicU64,
+    /// Update retries after a concurrent write.
+    pub conflicts: AtomicU64,
+}
+
+impl RedisHealth {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+}
+
+/// The Redis store.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    settings: Arc<RedisSettings>,
+    health: Arc<RedisHealth>,
+    cas: Arc<redis::Script>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes `ARGV[2]` to `KEYS[1]` only if it still holds `ARGV[1]` (`""` = absent), with a
+/// time to live of `ARGV[3]` seconds unless it is `0`. Returns 1 on success, 0 on a conflict.
+const CAS_SCRIPT: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
+  if ARGV[3] == '0' then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  end
+  return 1
+end
+return 0
+";
+
+/// An error of the backend as the engine sees it.
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// A store for `settings`; connects on first use (so start-up does not depend on Redis).
+    pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| unavailable(format!("url {:?}: {e}", settings.url)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            settings: Arc::new(settings),
+            health: Arc::new(RedisHealth::default()),
+            cas: Arc::new(redis::Script::new(CAS_SCRIPT)),
+        })
+    }
+
+    pub fn health(&self) -> &Arc<RedisHealth> {
+        &self.health
+    }
+
+    fn key(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.settings.prefix)
+    }
+
+    /// Runs one operation within the time budget and keeps the health state.
+    async fn op<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let r = match tokio::time::timeout(self.settings.timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable(format!(
+                "no answer within {:?}",
+                self.settings.timeout
+            ))),
+        };
+        match &r {
+            Ok(_) => {
+                if self.health.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(url = %redacted(&self.settings.url), "redis store reachable again");
+                }
+            }
+            Err(e) => {
+                self.health.errors.fetch_add(1, Ordering::Relaxed);
+                if !self.health.down.swap(true, Ordering::Relaxed) {
+                    self.health.outages.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(url = %redacted(&self.settings.url), error = %e,
+                        "redis store unavailable: checks answer their fail-open verdict until it is back");
+                }
+            }
+        }
+        r
+    }
+
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut c = self.conn.clone();
+        self.op(async move { c.get::<_, Option<Vec<u8>>>(key).await })
+            .await
+    }
+
+    /// Sets `key`, with a time to live of `ttl` seconds (0: none).
+    async fn set_raw(&self, key: &str, value: Vec<u8>, ttl: u64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.op(async move {
+            if ttl == 0 {
+                c.set::<_, _, ()>(key, value).await
+            } else {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut c)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn del(&self, key: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: u64 = self.op(async move { c.del(key).await }).await?;
+        Ok(n > 0)
+    }
+
+    /// Read, compute, compare-and-set, again on conflict. `f` gets the current value and
+    /// returns the result, the new value (`None`: leave the record as it is) and its time
+    /// to live in seconds (0: none).
+    async fn update<T>(
+        &self,
+        key: &str,
+        mut f: impl FnMut(Option<&[u8]>) -> Result<(T, Option<(Vec<u8>, u64)>), StoreError>,
+    ) -> Result<T, StoreError> {
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                // Two writers on one pipelined connection can lose to each other in lockstep
+                // forever; a random pause breaks the tie.
+                tokio::time::sleep(conflict_pause(attempt)).await;
+            }
+            let cur = self.get_raw(key).await?;
+            let (out, new) = f(cur.as_deref())?;
+            let Some((value, ttl)) = new else {
+                return Ok(out);
+            };
+            if cur.as_deref() == Some(value.as_slice()) && ttl == 0 {
+                return Ok(out);
+            }
+            let mut c = self.conn.clone();
+            let inv = self.cas.clone();
+            let expected = cur.unwrap_or_default();
+            let done: i64 = self
+                .op(async move {
+                    inv.key(key)
+                        .arg(expected)
+                        .arg(value)
+                        .arg(ttl)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            if done == 1 {
+                return Ok(out);
+            }
+            self.health.conflicts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(key, "redis: concurrent update, computing again");
+        }
+        Err(unavailable("too many concurrent updates of one key"))
+    }
+
+    /// Every key of `kind` (without the prefix and kind), at most `limit`.
+    async fn scan(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("{}*", self.key(kind, ""));
+        let strip = pattern.len() - 1;
+        let mut out = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut c = self.conn.clone();
+            let pat = pattern.clone();
+            let (next, keys): (u64, Vec<String>) = self
+                .op(async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pat)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            out.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.get(strip..).map(str::to_owned)),
+            );
+            if next == 0 || out.len() >= limit {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort();
+        out.dedup();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// `(key, value)` of every key of `kind` (values read with MGET in chunks).
+    async fn list(&self, kind: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let keys = self.scan(kind, limit).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(SCAN_COUNT) {
+            let full: Vec<String> = chunk.iter().map(|k| self.key(kind, k)).collect();
+            let mut c = self.conn.clone();
+            let values: Vec<Option<Vec<u8>>> = self
+                .op(async move { redis::cmd("MGET").arg(full).query_async(&mut c).await })
+                .await?;
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v))),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, kind: &str) -> Result<u64, StoreError> {
+        Ok(self.scan(kind, usize::MAX).await?.len() as u64)
+    }
+}
+
+/// A random pause of up to `attempt` x 500 µs.
+fn conflict_pause(attempt: usize) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_micros(r % (500 * attempt as u64 + 1))
+}
+
+/// The URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    let (Some((scheme, rest)), Some((_, host))) = (url.split_once("://"), url.rsplit_once('@'))
+    else {
+        return url.to_string();
+    };
+    if rest.contains('@') {
+        format!("{scheme}://***@{host}")
+    } else {
+        url.to_string()
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("bad {what} record in redis"))
+}
+
+fn two_numbers(v: &[u8], what: &str) -> Result<(u64, u64), StoreError> {
+    let text = std::str::from_utf8(v).map_err(|_| corrupt(what))?;
+    let mut it = text.split(' ').map(str::parse::<u64>);
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b)), None) => Ok((a, b)),
+        _ => Err(corrupt(what)),
+    }
+}
+
+fn encode_triplet(r: &TripletRecord) -> Vec<u8> {
+    format!("{} {}", r.first.0, r.last.0).into_bytes()
+}
+
+fn decode_triplet(v: &[u8]) -> Result<TripletRecord, StoreError> {
+    let (first, last) = two_numbers(v, "greylist")?;
+    Ok(TripletRecord {
+        first: UnixTime(first),
+        last: UnixTime(last),
+    })
+}
+
+/// How long Redis keeps a triplet written at `now`: until `removable` holds.
+fn triplet_ttl(r: &TripletRecord, times: &GreylistTimes, now: UnixTime) -> u64 {
+    let keep = if r.passed(times) {
+        times.max_age
+    } else {
+        times.retry_window.min(times.max_age)
+    };
+    ttl_until(r.last.0.saturating_add(keep).saturating_add(1), now)
+}
+
+/// Seconds from `now` to `end`, at least 1 (Redis refuses a zero time to live).
+fn ttl_until(end: u64, now: UnixTime) -> u64 {
+    end.saturating_sub(now.0).max(1)
+}
+
+/// Records written without a "now" (admin puts) are kept this long.
+const ADMIN_TTL: u64 = 35 * 86_400;
+
+fn encode_awl(r: &AwlRecord) -> Vec<u8> {
+    format!("{} {}", r.count, r.last.0).into_bytes()
+}
+
+fn decode_awl(v: &[u8]) -> Result<AwlRecord, StoreError> {
+    let (count, last) = two_numbers(v, "auto-whitelist")?;
+    Ok(AwlRecord {
+        count: u32::try_from(count).map_err(|_| corrupt("auto-whitelist"))?,
+        last: UnixTime(last),
+    })
+}
+
+fn encode_ban(b: &BanRecord) -> Vec<u8> {
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        b.since.0,
+        b.until.0,
+        b.count,
+        b.jail.replace('\t', " "),
+        b.reason
+    )
+    .into_bytes()
+}
+
+fn decode_ban(v: &[u8]) -> Result<BanRecord, StoreError> {
+    let text = std::str::from_utf8(v).map_err(|_| corrupt("ban"))?;
+    let f: Vec<&str> = text.splitn(5, '\t').collect();
+    let [since, until, count, jail, reason] = f[..] else {
+        return Err(corrupt("ban"));
+    };
+    let n = |s: &str| s.parse::<u64>().map_err(|_| corrupt("ban"));
+    Ok(BanRecord {
+        since: UnixTime(n(since)?),
+        until: UnixTime(n(until)?),
+        count: u32::try_from(n(count)?).map_err(|_| corrupt("ban"))?,
+        jail: jail.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+impl Store for RedisStore {
+    fn greylist_touch<'a>(
+        &'a self,
+        key: &'a GreylistKey,
+        now: UnixTime,
+        times: GreylistTimes,
+    ) -> StoreFuture<'a, TouchOutcome> {
+        Box::pin(async move {
+            let k = self.key("gl", key.as_str());
+            self.update(&k, |cur| {
+                let previous = cur.map(decode_triplet).transpose()?;
+                let current = TripletRecord::touched(previous, now, &times);
+                let ttl = triplet_ttl(&current, &times, now);
+                Ok((
+                    TouchOutcome { previous, current },
+                    Some((encode_triplet(&current), ttl)),
+                ))
+            })
+            .await
+        })
+    }
+
+    fn greylist_get<'a>(&'a self, key: &'a GreylistKey) -> StoreFuture<'a, Option<TripletRecord>> {
+        Box::pin(async move {
+            let v = self.get_raw(&self.key("gl", key.as_str())).await?;
+            v.as_deref().map(decode_triplet).transpose()
+        })
+    }
+
+    fn greylist_put<'a>(
+        &'a self,
+        key: &'a GreylistKey,
+        record: TripletRecord,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // No GreylistTimes here: keep it for the default max age (35 days); the next
+            // touch sets the configured expiry.
+            self.set_raw(
+                &self.key("gl", key.as_str()),
+                encode_triplet(&record),
+                ADMIN_TTL,
+            )
+            .await
+        })
+    }
+
+    fn greylist_remove<'a>(&'a self, key: &'a GreylistKey) -> StoreFuture<'a, bool> {
+        Box::pin(async move { self.del(&self.key("gl", key.as_str())).await })
+    }
+
+    fn greylist_list(&self, limit: usize) -> StoreFuture<'_, Vec<GreylistEntry>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for (key, v) in self.list("gl", limit).await? {
+                out.push(GreylistEntry {
+                    key,
+                    record: decode_triplet(&v)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn awl_get(&self, client: IpAddr) -> StoreFuture<'_, Option<AwlRecord>> {
+        Box::pin(async move {
+            let v = self.get_raw(&self.key("awl", &client.to_string())).await?;
+            v.as_deref().map(decode_awl).transpose()
+        })
+    }
+
+    fn awl_bump(&self, client: IpAddr, now: UnixTime, max_age: u64) -> StoreFuture<'_, AwlRecord> {
+        Box::pin(async move {
+            let k = self.key("awl", &client.to_string());
+            self.update(&k, |cur| {
+                let prev = cur.map(decode_awl).transpose()?;
+                let next = AwlRecord::bumped(prev, now, max_age);
+                let ttl = ttl_until(next.last.0.saturating_add(max_age).saturating_add(1), now);
+                Ok((next, Some((encode_awl(&next), ttl))))
+            })
+            .await
+        })
+    }
+
+    fn awl_put(&self, client: IpAddr, record: AwlRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.set_raw(
+                &self.key("awl", &client.to_string()),
+                encode_awl(&record),
+                ADMIN_TTL,
+            )
+            .await
+        })
+    }
+
+    fn awl_remove(&self, client: IpAddr) -> StoreFuture<'_, bool> {
+        Box::pin(async move { self.del(&self.key("awl", &client.to_string())).await })
+    }
+
+    fn awl_list(&self, limit: usize) -> StoreFuture<'_, Vec<AwlEntry>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for (key, v) in self.list("awl", limit).await? {
+                let client = key.parse().map_err(|_| corrupt("auto-whitelist key"))?;
+                out.push(AwlEntry {
+                    client,
+                    record: decode_awl(&v)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Redis drops records at their time to live; this pass also applies the embedded
+    /// store's cleanup rules at `now` (records written by admin puts, clocks that differ
+    /// between hosts), one SCAN over the greylist and auto-whitelist keys.
+    fn expire(&self, now: UnixTime, times: GreylistTimes) -> StoreFuture<'_, ExpireStats> {
+        Box::pin(async move {
+            let mut stats = ExpireStats::default();
+            for (key, v) in self.list("gl", usize::MAX).await? {
+                if decode_triplet(&v).is_ok_and(|r| r.removable(now, &times))
+                    && self.del(&self.key("gl", &key)).await?
+                {
+                    stats.triplets_removed += 1;
+                }
+            }
+            for (key, v) in self.list("awl", usize::MAX).await? {
+                if decode_awl(&v).is_ok_and(|r| r.expired(now, times.max_age))
+                    && self.del(&self.key("awl", &key)).await?
+                {
+                    stats.clients_removed += 1;
+                }
+            }
+            Ok(stats)
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, StoreCounts> {
+        Box::pin(async move {
+            Ok(StoreCounts {
+                triplets: self.count("gl").await?,
+                clients: self.count("awl").await?,
+            })
+        })
+    }
+
+    /// Writes go straight to Redis.
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn limit_apply<'a>(
+        &'a self,
+        key: &'a str,
+        windows: &'a [Window],
+        now: UnixTime,
+        cost: u64,
+        mode: Mode,
+    ) -> StoreFuture<'a, Outcome> {
+        Box::pin(async move {
+            let k = self.key("lim", key);
+            self.update(&k, |cur| {
+                let old = cur.map(codec::decode_gcra).transpose()?;
+                let (outcome, new) = gcra::apply(old.as_ref(), windows, now, cost, mode);
+                // A drained state equals no state: it may go at its idle time.
+                let new = new.map(|s| (codec::encode_gcra(&s), ttl_until(s.idle_at.0 + 1, now)));
+                Ok((outcome, new))
+            })
+            .await
+        })
+    }
+
+    fn limit_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<GcraState>> {
+        Box::pin(async move {
+            let v = self.get_raw(&self.key("lim", key)).await?;
+            v.as_deref().map(codec::decode_gcra).transpose()
+        })
+    }
+
+    fn limit_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { self.del(&self.key("lim", key)).await })
+    }
+
+    fn account_get<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Option<AccountRecord>> {
+        Box::pin(async move {
+            let v = self.get_raw(&self.key("acct", user)).await?;
+            v.as_deref().map(codec::decode_account).transpose()
+        })
+    }
+
+    fn account_put<'a>(&'a self, user: &'a str, record: AccountRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let k = self.key("acct", user);
+            if record.is_empty() {
+                self.del(&k).await.map(|_| ())
+            } else {
+                self.set_raw(&k, codec::encode_account(&record), 0).await
+            }
+        })
+    }
+
+    fn account_hold<'a>(&'a self, user: &'a str, queue_id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let k = self.key("acct", user);
+            self.update(&k, |cur| {
+                let mut rec =
+                    cur.map(codec::decode_account)
+                        .transpose()?
+                        .unwrap_or(AccountRecord {
+                            locked: None,
+                            held: Vec::new(),
+                        });
+                rec.add_held(queue_id);
+                Ok(((), Some((codec::encode_account(&rec), 0))))
+            })
+            .await
+        })
+    }
+
+    fn account_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, AccountRecord)>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for (user, v) in self.list("acct", limit).await? {
+                out.push((user, codec::decode_account(&v)?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn ban_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<BanRecord>> {
+        Box::pin(async move {
+            let v = self.get_raw(&self.key("ban", key)).await?;
+            v.as_deref().map(decode_ban).transpose()
+        })
+    }
+
+    fn ban_put<'a>(&'a self, key: &'a str, record: BanRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // Kept `retention` after it ends, so the next ban escalates; permanent: kept.
+            // No "now" here: counted from the ban's start, which is at or before now.
+            let ttl = if record.permanent() {
+                0
+            } else {
+                let end = record
+                    .until
+                    .0
+                    .saturating_add(self.settings.ban_retention.as_secs())
+                    .saturating_add(1);
+                ttl_until(end, record.since)
+            };
+            self.set_raw(&self.key("ban", key), encode_ban(&record), ttl)
+                .await
+        })
+    }
+
+    fn ban_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { self.del(&self.key("ban", key)).await })
+    }
+
+    fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for (key, v) in self.list("ban", limit).await? {
+                out.push((key, decode_ban(&v)?));
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_corrupt() {
+        let t = TripletRecord {
+            first: UnixTime(10),
+            last: UnixTime(20),
+        };
+        assert_eq!(decode_triplet(&encode_triplet(&t)).unwrap(), t);
+        let a = AwlRecord {
+            count: 3,
+            last: UnixTime(99),
+        };
+        assert_eq!(decode_awl(&encode_awl(&a)).unwrap(), a);
+        let b = BanRecord {
+            since: UnixTime(1),
+            until: UnixTime(2),
+            count: 3,
+            jail: "postfix".into(),
+            reason: "a\tb c".into(),
+        };
+        assert_eq!(decode_ban(&encode_ban(&b)).unwrap(), b);
+        assert!(matches!(decode_triplet(b"1"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(decode_ban(b"1\t2"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(decode_awl(b"x y"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redacted("redis://:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn unpassed_triplets_expire_after_the_retry_window() {
+        let times = GreylistTimes {
+            delay: 300,
+            retry_window: 172_800,
+            max_age: 3_024_000,
+        };
+        let fresh = TripletRecord {
+            first: UnixTime(1000),
+            last: UnixTime(1000),
+        };
+        assert_eq!(triplet_ttl(&fresh, &times, UnixTime(1000)), 172_800 + 1);
+        let passed = TripletRecord {
+            first: UnixTime(1000),
+            last: UnixTime(2000),
+        };
+        assert_eq!(triplet_ttl(&passed, &times, UnixTime(2000)), 3_024_000 + 1);
+    }
+}
