@@ -258,7 +258,17 @@ async fn status(shared: &Shared) -> ControlReply {
         "store": match &cfg.store.kind {
             crate::config::StoreKind::Embedded(p) => json!({"type": "embedded", "path": p.display().to_string()}),
             crate::config::StoreKind::Memory => json!({"type": "memory"}),
-            crate::config::StoreKind::Redis { prefix, .. } => json!({"type": "redis", "prefix": prefix}),
+            crate::config::StoreKind::Redis { prefix, .. } => {
+                let h = shared.redis.as_ref();
+                let n = |f: fn(&crate::store::redis::RedisHealth) -> u64| h.map(|h| f(h));
+                json!({
+                    "type": "redis", "prefix": prefix,
+                    "reachable": h.map(|h| !h.is_down()),
+                    "errors_total": n(|h| h.errors.load(std::sync::atomic::Ordering::Relaxed)),
+                    "outages_total": n(|h| h.outages.load(std::sync::atomic::Ordering::Relaxed)),
+                    "conflicts_total": n(|h| h.conflicts.load(std::sync::atomic::Ordering::Relaxed)),
+                })
+            }
         },
         "triplets": counts.as_ref().ok().map(|c| c.triplets),
         "clients": counts.as_ref().ok().map(|c| c.clients),

@@ -65,6 +65,8 @@ pub struct Shared {
     pub last_reload: Mutex<Option<ReloadReport>>,
     /// The embedded store's handle when it is the backend (it runs its own expiry).
     pub embedded: Option<Arc<EmbeddedStore>>,
+    /// The Redis store's health counters when it is the backend (status).
+    pub redis: Option<Arc<crate::store::redis::RedisHealth>>,
     /// The DNS resolver of the sender checks (`[dns]`).
     pub dns: ResolverSlot,
     /// The ban list's manager (jails, `mxguard ban`, restore, expiry).
@@ -221,6 +223,7 @@ pub struct Daemon {
 pub struct OpenedStore {
     pub store: Arc<dyn Store>,
     pub embedded: Option<Arc<EmbeddedStore>>,
+    pub redis: Option<Arc<crate::store::redis::RedisHealth>>,
 }
 
 /// Opens the store `[store]` names. `[store] path` is a directory (created if missing).
@@ -229,6 +232,7 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
         StoreKind::Memory => Ok(OpenedStore {
             store: Arc::new(MemoryStore::new()),
             embedded: None,
+            redis: None,
         }),
         StoreKind::Redis {
             url,
@@ -243,6 +247,7 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
             })?;
             tracing::info!(prefix, "redis store configured (connects on first use)");
             Ok(OpenedStore {
+                redis: Some(store.health().clone()),
                 store: Arc::new(store),
                 embedded: None,
             })
@@ -262,6 +267,7 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
             Ok(OpenedStore {
                 store: store.clone(),
                 embedded: Some(store),
+                redis: None,
             })
         }
     }
@@ -275,6 +281,7 @@ impl Daemon {
             Some(store) => OpenedStore {
                 store,
                 embedded: None,
+                redis: None,
             },
             None => open_store(&cfg, clock.clone()).await?,
         };
@@ -327,6 +334,7 @@ impl Daemon {
             config_path,
             last_reload: Mutex::new(None),
             embedded: opened.embedded,
+            redis: opened.redis,
             dns,
             bans,
             jails,

@@ -237,3 +237,52 @@ async fn redis_down_fails_fast_is_counted_once_and_reconnects() {
     assert!(ok, "no reconnect");
     assert!(!s.health().is_down());
 }
+
+#[tokio::test]
+async fn the_daemon_greylists_through_redis_and_reports_its_health() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"redis\"\n\
+         url = \"redis://127.0.0.1:{}/0\"\nprefix = \"d:\"\n[control]\nsocket = \"{}/ctl.sock\"\n",
+        redis.port,
+        dir.path().display()
+    );
+    let path = dir.path().join("mxguard.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = mxguard::config::load(Some(&path)).unwrap();
+    let d = mxguard::service::Daemon::start(
+        cfg,
+        mxguard::service::StartOptions {
+            config_path: Some(path),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = tokio::net::TcpStream::connect(d.policy_addrs[0])
+        .await
+        .unwrap();
+    s.write_all(
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.44\n\
+          sender=a@sender.example\nrecipient=b@rcpt.example\n\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = s.read(&mut buf).await.unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(reply.starts_with("action=DEFER_IF_PERMIT"), "{reply}");
+    let shared = redis.store("d:");
+    assert_eq!(
+        shared.counts().await.unwrap().triplets,
+        1,
+        "the triplet is in redis"
+    );
+    let st = mxguard::control::handle(mxguard::control::ControlRequest::Status, &d.shared).await;
+    assert_eq!(st.data["store"]["type"], "redis", "{}", st.data);
+    assert_eq!(st.data["store"]["reachable"], true, "{}", st.data);
+    d.shutdown();
+    d.wait().await.unwrap();
+}
