@@ -139,7 +139,7 @@ pub struct Jail {
     /// Action names.
     pub actions: Vec<String>,
     /// Host names in `ignoreip`, resolved by the daemon at start and every few minutes
-    /// (`jails::ignore_refresh`); their addresses join `settings.ignore`.
+    /// (`jails::ignore`); their addresses join `settings.ignore`.
     pub ignore_names: Vec<String>,
     /// `ignoreself`: this host's interface addresses and the addresses of its own names.
     pub ignoreself: bool,
@@ -426,6 +426,13 @@ pub fn validate(
             .filter_dir
             .as_ref()
             .map_or(PathBuf::from(DEFAULT_FILTER_DIR), |d| path(d.get_ref()));
+        // fail2ban's systemd backend reads filters with `logtype = journal` (common.conf's
+        // short `HOST IDENT[PID]:` prefix, no date in the line) unless the spec sets one.
+        let logtype = if j.logpath.is_empty() && j.journalmatch.is_some() {
+            "journal"
+        } else {
+            ""
+        };
         let (filter_spec, filter) = match &j.filter {
             None if recidive => (None, None),
             None => {
@@ -435,7 +442,7 @@ pub fn validate(
                 );
                 continue;
             }
-            Some(f) => match load_filter(&filter_dir, f.get_ref()) {
+            Some(f) => match load_filter(&filter_dir, f.get_ref(), logtype) {
                 Ok(def) => (Some(f.get_ref().clone()), Some(def)),
                 Err(e) => {
                     err(f.span(), key(&format!("filter {:?}: {e}", f.get_ref())));
@@ -480,20 +487,6 @@ pub fn validate(
                 continue;
             }
         };
-        // fail2ban's systemd backend reads filters with `logtype = journal` (common.conf's
-        // short `HOST IDENT[PID]:` prefix, no date in the line) unless the jail sets one.
-        let filter = match (&source, filter, &j.filter) {
-            (JailSource::Journal(_), Some(_), Some(f)) => {
-                match load_filter_logtype(&filter_dir, f.get_ref(), "journal") {
-                    Ok(def) => Some(def),
-                    Err(e) => {
-                        err(f.span(), key(&format!("filter {:?}: {e}", f.get_ref())));
-                        continue;
-                    }
-                }
-            }
-            (_, filter, _) => filter,
-        };
         out.push(Jail {
             settings: s,
             filter_spec,
@@ -511,12 +504,9 @@ pub fn validate(
     }
 }
 
-fn load_filter(dir: &Path, spec: &str) -> Result<FilterDefinition, String> {
-    load_filter_logtype(dir, spec, "")
-}
-
-/// [`load_filter`] with a default `logtype` init option (`""`: the filter's own).
-fn load_filter_logtype(dir: &Path, spec: &str, logtype: &str) -> Result<FilterDefinition, String> {
+/// Loads and compiles filter `spec`, with `logtype` as its default `logtype` init option
+/// (`""`: the filter's own).
+fn load_filter(dir: &Path, spec: &str, logtype: &str) -> Result<FilterDefinition, String> {
     let mut parsed = FilterSpec::parse(spec).map_err(|e| e.to_string())?;
     if !logtype.is_empty() && !parsed.options.iter().any(|(k, _)| k == "logtype") {
         parsed.options.push(("logtype".into(), logtype.into()));

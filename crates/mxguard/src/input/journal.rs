@@ -93,6 +93,20 @@ pub fn parse_matches(text: &str) -> Result<Vec<MatchGroup>, String> {
     Ok(groups)
 }
 
+/// `groups` as journalctl match arguments: `FIELD=VALUE` terms, `+` between groups.
+pub fn match_args<'a>(groups: impl Iterator<Item = &'a MatchGroup>) -> Vec<String> {
+    let mut a = Vec::new();
+    for (i, g) in groups.enumerate() {
+        if i > 0 {
+            a.push("+".into());
+        }
+        for (field, values) in &g.terms {
+            a.extend(values.iter().map(|v| format!("{field}={v}")));
+        }
+    }
+    a
+}
+
 /// A field's value as text: a string, or a byte array (journalctl's JSON for binary or
 /// non-UTF-8 data); the first of several values.
 fn field_text(v: &Value) -> Option<String> {
@@ -199,16 +213,9 @@ impl JournalTail {
             (None, None) => a.push("--lines=0".into()),
         }
         // The union of every jail's groups; one unrestricted jail reads everything.
-        let groups: Vec<&MatchGroup> = s.jails.iter().flat_map(|(_, g)| g).collect();
-        if groups.iter().all(|g| !g.terms.is_empty()) {
-            for (i, g) in groups.iter().enumerate() {
-                if i > 0 {
-                    a.push("+".into());
-                }
-                for (field, values) in &g.terms {
-                    a.extend(values.iter().map(|v| format!("{field}={v}")));
-                }
-            }
+        let groups = s.jails.iter().flat_map(|(_, g)| g);
+        if groups.clone().all(|g| !g.terms.is_empty()) {
+            a.extend(match_args(groups));
         }
         a
     }

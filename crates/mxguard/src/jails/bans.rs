@@ -290,11 +290,7 @@ impl BanManager {
             reason: format!("{}: {} failures", s.name, d.failures),
         };
         self.store.ban_put(&key, rec.clone()).await?;
-        {
-            let mut st = lock(&self.state);
-            st.insert(&s.name, d.net, until.0);
-            st.history.insert(d.net, (rec.count, rec.jail.clone()));
-        }
+        lock(&self.state).note_ban(&s.name, d.net, until.0, rec.count);
         let bantime = match length {
             BanTime::Permanent => -1,
             BanTime::Seconds(x) => x as i64,
@@ -327,19 +323,8 @@ impl BanManager {
             reason: b.reason,
         };
         self.store.ban_put(&key, rec.clone()).await?;
-        {
-            let mut st = lock(&self.state);
-            st.insert(&b.jail, b.net, until.0);
-            st.history.insert(b.net, (rec.count, rec.jail.clone()));
-        }
-        self.metrics.banned(&b.jail);
         tracing::info!(jail = b.jail, net = %b.net, until = until.0, "ban (manual)");
-        let fb = firewall_ban(b.net, &rec, now);
-        let names = lock(&self.routes).for_jail(&b.jail).to_vec();
-        for name in names {
-            self.run_ban(&name, std::slice::from_ref(&fb)).await;
-        }
-        self.sync_gauges();
+        self.enforce(b.net, &rec, now).await;
         Ok(rec)
     }
 
@@ -352,12 +337,14 @@ impl BanManager {
             tracing::warn!(key, "ban list: unreadable key, no action run");
             return None;
         };
-        let now = self.clock.now();
-        {
-            let mut st = lock(&self.state);
-            st.insert(&rec.jail, net, rec.until.0);
-            st.history.insert(net, (rec.count, rec.jail.clone()));
-        }
+        self.enforce(net, rec, self.clock.now()).await;
+        Some(net)
+    }
+
+    /// A new ban event already in the store: tracked for expiry, status and history, counted,
+    /// and run through the actions of its jail.
+    async fn enforce(&self, net: IpNet, rec: &BanRecord, now: UnixTime) {
+        lock(&self.state).note_ban(&rec.jail, net, rec.until.0, rec.count);
         self.metrics.banned(&rec.jail);
         let fb = firewall_ban(net, rec, now);
         let names = lock(&self.routes).for_jail(&rec.jail).to_vec();
@@ -365,7 +352,6 @@ impl BanManager {
             self.run_ban(&name, std::slice::from_ref(&fb)).await;
         }
         self.sync_gauges();
-        Some(net)
     }
 
     /// `mxguard unban NET`: removes the record (and its history, as fail2ban's unban
@@ -499,6 +485,12 @@ impl BanState {
         if end != u64::MAX {
             self.expiry.push(Reverse((end, net, jail.to_string())));
         }
+    }
+
+    /// `jail` banned `net` until `end`, its `count`th ban (active view and history).
+    fn note_ban(&mut self, jail: &str, net: IpNet, end: u64, count: u32) {
+        self.insert(jail, net, end);
+        self.history.insert(net, (count, jail.to_string()));
     }
 
     fn uncount(&mut self, jail: &str) {

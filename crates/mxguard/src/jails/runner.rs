@@ -81,13 +81,6 @@ impl JailRunner {
         })
     }
 
-    /// Whether any jail reads the systemd journal.
-    pub fn has_journal(&self) -> bool {
-        self.specs
-            .iter()
-            .any(|j| matches!(j.source, JailSource::Journal(_)))
-    }
-
     /// The watch lists for the log follower: watch id `i` = the file patterns of jail `i`
     /// (empty for journal and ban-event jails).
     pub fn watches(&self) -> Vec<Vec<String>> {
@@ -249,17 +242,7 @@ impl JailRunner {
 
 /// A journalmatch as journalctl would take it (status output).
 fn match_text(groups: &[crate::input::journal::MatchGroup]) -> String {
-    let text: Vec<String> = groups
-        .iter()
-        .map(|g| {
-            g.terms
-                .iter()
-                .flat_map(|(f, vs)| vs.iter().map(move |v| format!("{f}={v}")))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    match text.join(" + ") {
+    match crate::input::journal::match_args(groups.iter()).join(" ") {
         t if t.is_empty() => "(every entry)".into(),
         t => t,
     }
