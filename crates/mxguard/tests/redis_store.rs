@@ -286,3 +286,72 @@ async fn the_daemon_greylists_through_redis_and_reports_its_health() {
     d.shutdown();
     d.wait().await.unwrap();
 }
+
+/// A small deterministic generator (xorshift64*), so a failing history can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// The greylist and auto-whitelist Lua scripts against the engine's Rust rules
+/// (`TripletRecord::touched`, `AwlRecord::bumped`): random histories (attempt gaps around
+/// the delay, the retry window, the max age and the hour, clock steps backwards) must give
+/// the same records step by step, and the key's time to live must end when postgrey's
+/// cleanup would remove the record.
+#[tokio::test]
+async fn lua_scripts_apply_exactly_the_engine_rules() {
+    use mxguard_engine::store::{AwlRecord, GreylistKey, GreylistTimes, TripletRecord};
+    let redis = Redis::start().await;
+    let s = redis.store("diff:");
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let times = GreylistTimes {
+        delay: 300,
+        retry_window: 7200,
+        max_age: 86_400,
+    };
+    let gaps = [0, 1, 299, 300, 301, 3599, 3600, 7200, 7201, 86_400, 86_401];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for history in 0..20u32 {
+        let key = GreylistKey::from_normalised(format!("192.0.2.0/s{history}@x/r@y"));
+        let ip = std::net::IpAddr::from([198, 51, 100, history as u8]);
+        let (mut now, mut gl, mut awl) = (T, None::<TripletRecord>, None::<AwlRecord>);
+        for step in 0..25 {
+            let gap = gaps[rng.below(gaps.len() as u64) as usize];
+            now = if rng.below(10) == 0 {
+                now - gap.min(400)
+            } else {
+                now + gap
+            };
+            let at = UnixTime(now);
+            let o = s.greylist_touch(&key, at, times).await.unwrap();
+            let want = TripletRecord::touched(gl, at, &times);
+            assert_eq!(o.previous, gl, "history {history} step {step}");
+            assert_eq!(o.current, want, "history {history} step {step}");
+            gl = Some(want);
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(format!("diff:gl:{}", key.as_str()))
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            let removable_after = (1..=times.max_age + 2)
+                .find(|d| want.removable(UnixTime(now + d), &times))
+                .unwrap();
+            let ttl = ttl as u64;
+            assert!(
+                ttl == removable_after || ttl + 1 == removable_after,
+                "history {history} step {step}: ttl {ttl}, removable after {removable_after}"
+            );
+            let a = s.awl_bump(ip, at, times.max_age).await.unwrap();
+            let want = AwlRecord::bumped(awl, at, times.max_age);
+            assert_eq!(a, want, "history {history} step {step}");
+            awl = Some(want);
+        }
+    }
+}

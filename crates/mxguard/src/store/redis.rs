@@ -10,12 +10,15 @@
 //! engine clock's "now", so a fake clock in tests and a host clock a little off both work),
 //! so [`Store::expire`] has nothing to do.
 //!
-//! Atomic updates (greylist touch, auto-whitelist bump, GCRA, account hold) read the record,
-//! compute the new one with the engine's own functions (`TripletRecord::touched`,
-//! `gcra::apply`, ...), and write it with a compare-and-set script that succeeds only if the
-//! record is still what was read; on a conflict (another host won the race) the update is
-//! computed again. Two round trips per update, and the semantics are the embedded store's by
-//! construction: there is no second implementation of them in Lua to drift.
+//! Atomic updates: the two that every greylisted request makes (triplet touch, auto-whitelist
+//! bump) are Lua scripts, one round trip each (`EVALSHA`), applying the same rules as
+//! `TripletRecord::touched` and `AwlRecord::bumped`; a differential test on a real Redis
+//! (`tests/redis_store.rs`) runs random histories through both and requires equal results.
+//! The others (GCRA charges, account hold) read the record, compute the new one with the
+//! engine's own functions (`gcra::apply`, ...), and write it with a compare-and-set script
+//! that succeeds only if the record is still what was read; on a conflict (another host won
+//! the race) the update is computed again: two round trips. A GCRA *check* (the RCPT stage,
+//! nothing charged) is one read.
 //!
 //! Fail-open: each operation is bounded by `timeout`; an error or timeout is
 //! `StoreError::Unavailable`, on which every check answers its fail-open verdict. The first
@@ -33,8 +36,8 @@ use mxguard_engine::account::AccountRecord;
 use mxguard_engine::auth::ban::BanRecord;
 use mxguard_engine::limits::gcra::{self, GcraState, Mode, Outcome, Window};
 use mxguard_engine::store::{
-    AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey, GreylistTimes, Store,
-    StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord,
+    AWL_MIN_INTERVAL_SECS, AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey,
+    GreylistTimes, Store, StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord,
 };
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -84,6 +87,8 @@ pub struct RedisStore {
     settings: Arc<RedisSettings>,
     health: Arc<RedisHealth>,
     cas: Arc<redis::Script>,
+    greylist_touch: Arc<redis::Script>,
+    awl_bump: Arc<redis::Script>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -109,6 +114,60 @@ end
 return 0
 ";
 
+/// postgrey's triplet update ([`TripletRecord::touched`]) in one round trip. `KEYS[1]` the
+/// triplet; `ARGV` now, delay, retry window, max age (seconds). Stores `"first now"` with the
+/// time to live after which postgrey's cleanup would delete it (`TripletRecord::removable`) and returns `{previous value or "", first}`. Numbers stay
+/// far below 2^53, so Lua's doubles are exact. Kept equal to the Rust rule by the differential
+/// test in `tests/redis_store.rs`.
+const GREYLIST_TOUCH_SCRIPT: &str = r"
+local now, delay, rw, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function since(a, b) if a > b then return a - b end return 0 end
+local cur = redis.call('GET', KEYS[1])
+local first = now
+if cur then
+  local pf, pl = string.match(cur, '^(%d+) (%d+)$')
+  if not pf then return redis.error_reply('corrupt greylist record') end
+  pf, pl = tonumber(pf), tonumber(pl)
+  if since(now, pl) <= maxage then
+    first = pf
+    if since(pl, pf) < delay and since(now, first) > rw then first = now end
+    if first > now then first = now end
+  end
+else
+  cur = ''
+end
+local keep = maxage
+if since(now, first) < delay then keep = math.min(rw, maxage) end
+redis.call('SET', KEYS[1], string.format('%.0f %.0f', first, now), 'EX', string.format('%.0f', keep + 1))
+return {cur, string.format('%.0f', first)}
+";
+
+/// The auto-whitelist update ([`AwlRecord::bumped`]) in one round trip. `KEYS[1]` the
+/// client; `ARGV` now, max age, minimum interval. Returns `{count, last}`.
+const AWL_BUMP_SCRIPT: &str = r"
+local now, maxage, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cur = redis.call('GET', KEYS[1])
+local count, last = 1, now
+if cur then
+  local c, l = string.match(cur, '^(%d+) (%d+)$')
+  if not c then return redis.error_reply('corrupt auto-whitelist record') end
+  c, l = tonumber(c), tonumber(l)
+  local age = 0
+  if now > l then age = now - l end
+  if age <= maxage then
+    if now >= l + interval or l > now then
+      count, last = math.min(c + 1, 4294967295), now
+    else
+      count, last = c, l
+    end
+  end
+end
+local ttl = last + maxage + 1 - now
+if ttl < 1 then ttl = 1 end
+redis.call('SET', KEYS[1], string.format('%.0f %.0f', count, last), 'EX', string.format('%.0f', ttl))
+return {string.format('%.0f', count), string.format('%.0f', last)}
+";
+
 /// An error of the backend as the engine sees it.
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -130,6 +189,8 @@ impl RedisStore {
             settings: Arc::new(settings),
             health: Arc::new(RedisHealth::default()),
             cas: Arc::new(redis::Script::new(CAS_SCRIPT)),
+            greylist_touch: Arc::new(redis::Script::new(GREYLIST_TOUCH_SCRIPT)),
+            awl_bump: Arc::new(redis::Script::new(AWL_BUMP_SCRIPT)),
         })
     }
 
@@ -355,16 +416,6 @@ fn decode_triplet(v: &[u8]) -> Result<TripletRecord, StoreError> {
     })
 }
 
-/// How long Redis keeps a triplet written at `now`: until `removable` holds.
-fn triplet_ttl(r: &TripletRecord, times: &GreylistTimes, now: UnixTime) -> u64 {
-    let keep = if r.passed(times) {
-        times.max_age
-    } else {
-        times.retry_window.min(times.max_age)
-    };
-    ttl_until(r.last.0.saturating_add(keep).saturating_add(1), now)
-}
-
 /// Seconds from `now` to `end`, at least 1 (Redis refuses a zero time to live).
 fn ttl_until(end: u64, now: UnixTime) -> u64 {
     end.saturating_sub(now.0).max(1)
@@ -422,16 +473,32 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, TouchOutcome> {
         Box::pin(async move {
             let k = self.key("gl", key.as_str());
-            self.update(&k, |cur| {
-                let previous = cur.map(decode_triplet).transpose()?;
-                let current = TripletRecord::touched(previous, now, &times);
-                let ttl = triplet_ttl(&current, &times, now);
-                Ok((
-                    TouchOutcome { previous, current },
-                    Some((encode_triplet(&current), ttl)),
-                ))
+            let mut c = self.conn.clone();
+            let script = self.greylist_touch.clone();
+            let (prev, first): (String, u64) = self
+                .op(async move {
+                    script
+                        .key(&k)
+                        .arg(now.0)
+                        .arg(times.delay)
+                        .arg(times.retry_window)
+                        .arg(times.max_age)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            let previous = if prev.is_empty() {
+                None
+            } else {
+                Some(decode_triplet(prev.as_bytes())?)
+            };
+            Ok(TouchOutcome {
+                previous,
+                current: TripletRecord {
+                    first: UnixTime(first),
+                    last: now,
+                },
             })
-            .await
         })
     }
 
@@ -486,13 +553,23 @@ impl Store for RedisStore {
     fn awl_bump(&self, client: IpAddr, now: UnixTime, max_age: u64) -> StoreFuture<'_, AwlRecord> {
         Box::pin(async move {
             let k = self.key("awl", &client.to_string());
-            self.update(&k, |cur| {
-                let prev = cur.map(decode_awl).transpose()?;
-                let next = AwlRecord::bumped(prev, now, max_age);
-                let ttl = ttl_until(next.last.0.saturating_add(max_age).saturating_add(1), now);
-                Ok((next, Some((encode_awl(&next), ttl))))
+            let mut c = self.conn.clone();
+            let script = self.awl_bump.clone();
+            let (count, last): (u64, u64) = self
+                .op(async move {
+                    script
+                        .key(&k)
+                        .arg(now.0)
+                        .arg(max_age)
+                        .arg(AWL_MIN_INTERVAL_SECS)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(AwlRecord {
+                count: u32::try_from(count).map_err(|_| corrupt("auto-whitelist"))?,
+                last: UnixTime(last),
             })
-            .await
         })
     }
 
@@ -718,24 +795,5 @@ mod tests {
             "redis://***@10.0.0.1:6379/0"
         );
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
-
-    #[test]
-    fn unpassed_triplets_expire_after_the_retry_window() {
-        let times = GreylistTimes {
-            delay: 300,
-            retry_window: 172_800,
-            max_age: 3_024_000,
-        };
-        let fresh = TripletRecord {
-            first: UnixTime(1000),
-            last: UnixTime(1000),
-        };
-        assert_eq!(triplet_ttl(&fresh, &times, UnixTime(1000)), 172_800 + 1);
-        let passed = TripletRecord {
-            first: UnixTime(1000),
-            last: UnixTime(2000),
-        };
-        assert_eq!(triplet_ttl(&passed, &times, UnixTime(2000)), 3_024_000 + 1);
     }
 }
