@@ -178,6 +178,10 @@ impl Guard {
                 )));
             }
         }
+        // Every limit is only looked at here (Mode::Check charges nothing), so the lookups
+        // run concurrently: with a networked store they share one round trip. The first
+        // refused limit in configuration order decides, as in a sequential loop.
+        let mut checks = Vec::new();
         for l in &self.limits.limits {
             if l.counted == Counted::Connections {
                 continue;
@@ -198,10 +202,16 @@ impl Guard {
                 Counted::Bytes => req.size,
                 Counted::Connections => 0,
             };
-            let o = self
-                .store
-                .limit_apply(&l.store_key(&v), &w, now, cost, Mode::Check)
-                .await?;
+            checks.push((l, l.store_key(&v), w, cost));
+        }
+        let outcomes = futures_util::future::join_all(
+            checks
+                .iter()
+                .map(|(_, key, w, cost)| self.store.limit_apply(key, w, now, *cost, Mode::Check)),
+        )
+        .await;
+        for ((l, ..), o) in checks.iter().zip(outcomes) {
+            let o = o?;
             if !o.allowed {
                 return Ok(Some(self.breach(req, l, o.retry_after).await?));
             }
