@@ -286,7 +286,7 @@ impl Daemon {
             None => open_store(&cfg, clock.clone()).await?,
         };
         let store = opened.store.clone();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_redis(opened.redis.clone()));
         let config_path = opts.config_path.or_else(|| cfg.source.clone());
         let dns = ResolverSlot::new(opts.resolver);
         let actions = match opts.actions {
@@ -379,6 +379,11 @@ impl Daemon {
         }
         tasks.spawn(expire_job(shared.clone(), rx.clone()));
         tasks.spawn(crate::jails::expiry_job(shared.bans.clone(), rx.clone()));
+        tasks.spawn(crate::jails::sync_job(
+            shared.bans.clone(),
+            cfg.store.sync_interval,
+            rx.clone(),
+        ));
         if let Some(svc) = &shared.jails {
             // ignoreip names and ignoreself before the first line is read.
             crate::jails::ignore::refresh(svc).await;

@@ -355,3 +355,145 @@ async fn lua_scripts_apply_exactly_the_engine_rules() {
         }
     }
 }
+
+/// One host's ban manager on the shared Redis, with an action that records its calls.
+fn host(
+    redis: &Redis,
+    clock: &mxguard_engine::FakeClock,
+) -> (
+    mxguard::jails::BanManager,
+    std::sync::Arc<mxguard::output::firewall::RecordingAction>,
+) {
+    use mxguard::output::firewall::{ActionRegistry, RecordingAction};
+    let action = std::sync::Arc::new(RecordingAction::new("rec"));
+    let mut reg = ActionRegistry::new();
+    reg.insert(action.clone());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mgr = mxguard::jails::BanManager::new(
+        std::sync::Arc::new(redis.store("sync:")),
+        std::sync::Arc::new(clock.clone()),
+        reg,
+        mxguard::jails::Routes {
+            default: vec!["rec".into()],
+            ..Default::default()
+        },
+        mxguard::jails::JailMetrics::register(&mut registry),
+    );
+    (mgr, action)
+}
+
+/// The networks the recorded calls of kind `ban` (or unban) carried, in order.
+fn nets(action: &mxguard::output::firewall::RecordingAction, bans: bool) -> Vec<String> {
+    use mxguard::output::firewall::Recorded;
+    action
+        .calls()
+        .into_iter()
+        .flat_map(|c| match (c, bans) {
+            (Recorded::Ban(b), true) | (Recorded::Unban(b), false) => b,
+            _ => Vec::new(),
+        })
+        .map(|b| b.net.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ban_decided_on_one_host_reaches_the_other_hosts_firewall_and_so_does_its_unban() {
+    let redis = Redis::start().await;
+    let clock = mxguard_engine::FakeClock::new(UnixTime(T));
+    let (a, _) = host(&redis, &clock);
+    let (b, b_fw) = host(&redis, &clock);
+    let v0 = b
+        .shared_version()
+        .await
+        .unwrap()
+        .expect("redis shares bans");
+    assert_eq!(b.sync().await.unwrap(), (0, 0), "nothing to do yet");
+
+    let net: ipnet::IpNet = "203.0.113.7/32".parse().unwrap();
+    a.ban_manual(mxguard::jails::ManualBan {
+        net,
+        jail: "postfix-sasl".into(),
+        duration: Some(Duration::from_secs(3600)),
+        reason: "test".into(),
+    })
+    .await
+    .unwrap();
+    let v1 = b.shared_version().await.unwrap().unwrap();
+    assert_ne!(v1, v0, "a ban write changes the version other hosts poll");
+    assert_eq!(b.sync().await.unwrap(), (1, 0));
+    assert_eq!(nets(&b_fw, true), ["203.0.113.7/32"]);
+    assert_eq!(b.active_by_jail().get("postfix-sasl"), Some(&1));
+    // The firewall gets the remaining time, not the whole ban again.
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(b.sync().await.unwrap(), (0, 0), "applied once");
+
+    // A ban that ends later on A (escalation) is applied again on B with the new end.
+    a.ban_manual(mxguard::jails::ManualBan {
+        net,
+        jail: "recidive".into(),
+        duration: Some(Duration::from_secs(86_400)),
+        reason: "test".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.sync().await.unwrap(), (1, 0));
+    let calls = b_fw.calls();
+    let Some(mxguard::output::firewall::Recorded::Ban(last)) = calls.last() else {
+        panic!("no ban call: {calls:?}");
+    };
+    assert_eq!(last[0].timeout, Some(Duration::from_secs(86_400)));
+
+    // Unbanned on A: lifted on B.
+    assert!(a.unban(net).await.unwrap());
+    assert_eq!(b.sync().await.unwrap(), (0, 1));
+    assert_eq!(nets(&b_fw, false), ["203.0.113.7/32", "203.0.113.7/32"]);
+    assert!(b.active_by_jail().values().all(|&n| n == 0));
+}
+
+#[tokio::test]
+async fn a_paused_redis_costs_one_timeout_then_operations_fail_at_once_until_it_is_back() {
+    let redis = Redis::start().await;
+    let s = redis.store("p:");
+    s.ban_get("192.0.2.1/32").await.unwrap();
+    let pid = redis.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let t = tokio::time::Instant::now();
+    let e = s.ban_get("192.0.2.1/32").await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    let first = t.elapsed();
+    assert!(
+        first >= Duration::from_millis(250) && first < Duration::from_secs(2),
+        "the first operation waits its timeout (300 ms), took {first:?}"
+    );
+    // While it is down, the others do not wait for it.
+    let t = tokio::time::Instant::now();
+    for _ in 0..50 {
+        assert!(s.ban_get("192.0.2.1/32").await.is_err());
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "50 operations on a known-down Redis took {:?}",
+        t.elapsed()
+    );
+    assert!(s.health().is_down());
+    assert_eq!(s.health().outages.load(Ordering::Relaxed), 1);
+    signal("-CONT");
+    let mut ok = false;
+    for _ in 0..100 {
+        if s.ban_get("192.0.2.1/32").await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "no recovery after SIGCONT");
+    assert!(!s.health().is_down());
+}

@@ -359,6 +359,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = limit;
         unsupported("bans")
     }
+
+    /// A number that changes with every ban written or removed, by any host, when the ban
+    /// list is shared with other hosts (Redis); `None` for a store only this process
+    /// writes. Hosts poll it to apply each other's bans to their own firewall.
+    fn ban_version(&self) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
 
 fn unsupported<'a, T: Send + 'a>(what: &str) -> StoreFuture<'a, T> {

@@ -131,6 +131,8 @@ pub struct Store {
     pub kind: StoreKind,
     /// How often expired greylist entries are removed.
     pub expire_interval: Duration,
+    /// How often a shared store's ban list is checked for other hosts' changes.
+    pub sync_interval: Duration,
 }
 
 /// Validated `[control]`.

@@ -64,6 +64,8 @@ pub struct StoreConfig {
     pub prefix: Option<Spanned<String>>,
     /// `type = "redis"`: bound on each operation (default `250ms`).
     pub timeout: Option<Spanned<String>>,
+    /// `type = "redis"`: how often other hosts' ban changes are polled (default `2s`).
+    pub sync_interval: Option<Spanned<String>>,
 }
 
 /// `[greylist]`: postgrey-compatible greylisting.

@@ -406,6 +406,17 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
             "[store] expire_interval",
             Duration::from_secs(3600),
         ),
+        sync_interval: {
+            let d = ctx.duration(
+                &r.sync_interval,
+                "[store] sync_interval",
+                Duration::from_secs(2),
+            );
+            if let (Some(v), true) = (&r.sync_interval, d < Duration::from_millis(100)) {
+                ctx.err(v, "[store] sync_interval must be at least 100ms");
+            }
+            d
+        },
     }
 }
 

@@ -208,6 +208,81 @@ impl BanManager {
         Ok(n)
     }
 
+    /// The store's ban version when other hosts share its ban list ([`Store::ban_version`]).
+    pub async fn shared_version(&self) -> Result<Option<u64>, StoreError> {
+        self.store.ban_version().await
+    }
+
+    /// Brings this host's firewall in line with a ban list other hosts also write (Redis):
+    /// bans that are active in the store but not here (or end later there) are applied,
+    /// bans that are active here but no longer in the store (unbanned elsewhere) are lifted.
+    /// Ends are left to [`BanManager::expire_due`]. Returns (applied, lifted).
+    pub async fn sync(&self) -> Result<(usize, usize), StoreError> {
+        let now = self.clock.now();
+        let records = self.store.ban_list(usize::MAX).await?;
+        let mut add: BTreeMap<String, Vec<FirewallBan>> = BTreeMap::new();
+        let mut lift: BTreeMap<String, Vec<FirewallBan>> = BTreeMap::new();
+        let (mut applied, mut lifted) = (0, 0);
+        {
+            let routes = lock(&self.routes).clone();
+            let mut st = lock(&self.state);
+            let local = st.latest_ends();
+            let mut in_store = std::collections::HashSet::new();
+            for (key, rec) in &records {
+                let Ok(net) = key.parse::<IpNet>() else {
+                    continue;
+                };
+                in_store.insert(net);
+                if !rec.active(now) || local.get(&net) >= Some(&rec.until.0) {
+                    continue;
+                }
+                applied += 1;
+                st.note_ban(&rec.jail, net, rec.until.0, rec.count);
+                let fb = firewall_ban(net, rec, now);
+                for action in routes.for_jail(&rec.jail) {
+                    add.entry(action.clone()).or_default().push(fb.clone());
+                }
+            }
+            let gone: Vec<IpNet> = st
+                .active
+                .iter()
+                .filter(|((_, net), end)| **end > now.0 && !in_store.contains(net))
+                .map(|((_, net), _)| *net)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for net in gone {
+                lifted += 1;
+                st.history.remove(&net);
+                for jail in st.remove_net(net) {
+                    for action in routes.for_jail(&jail) {
+                        lift.entry(action.clone()).or_default().push(FirewallBan {
+                            net,
+                            jail: jail.clone(),
+                            timeout: None,
+                        });
+                    }
+                }
+            }
+        }
+        for (name, bans) in add {
+            self.run_ban(&name, &bans).await;
+        }
+        for (name, bans) in lift {
+            if let Some(a) = self.actions.get(&name)
+                && let Err(e) = a.unban(&bans).await
+            {
+                self.metrics.action_error(&name);
+                tracing::warn!(error = %e, "unban (lifted on another host) failed");
+            }
+        }
+        if applied + lifted > 0 {
+            tracing::info!(applied, lifted, "ban list synced from the shared store");
+            self.sync_gauges();
+        }
+        Ok((applied, lifted))
+    }
+
     /// Applies a batch of jail decisions: records first, then one action call per action
     /// for all new bans of the batch. `settings` holds each decision's jail settings.
     pub async fn apply(
@@ -497,6 +572,16 @@ impl BanState {
         if let Some(n) = self.per_jail.get_mut(jail) {
             *n = n.saturating_sub(1);
         }
+    }
+
+    /// The latest end of each network's bans in the active view (any jail).
+    fn latest_ends(&self) -> HashMap<IpNet, u64> {
+        let mut out: HashMap<IpNet, u64> = HashMap::with_capacity(self.active.len());
+        for ((_, net), end) in &self.active {
+            let e = out.entry(*net).or_insert(0);
+            *e = (*e).max(*end);
+        }
+        out
     }
 
     /// The end of `jail`'s active ban of `net`, if any.

@@ -178,6 +178,36 @@ pub async fn expiry_job(
     }
 }
 
+/// Applies the bans other hosts decide (issue 10): with a store whose ban list several
+/// hosts share, polls its ban version every `every` (one small read) and, when it changed,
+/// syncs this host's firewall with the list ([`BanManager::sync`]). Ends at once for a store
+/// only this process writes. A failed poll is retried at the next tick (the store logs the
+/// outage once).
+pub async fn sync_job(
+    bans: Arc<BanManager>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut seen = None;
+    loop {
+        let version = match bans.shared_version().await {
+            Ok(None) => return Ok(()),
+            Ok(Some(v)) => Some(v),
+            Err(_) => None,
+        };
+        if version.is_some() && version != seen {
+            match bans.sync().await {
+                Ok(_) => seen = version,
+                Err(e) => tracing::debug!(error = %e, "ban sync failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = crate::input::postfix_policy::stopped(&mut shutdown) => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// Runs one batch of lines through the jails and applies the resulting bans (and the
 /// recidive bans they trigger).
 pub async fn process_batch(svc: &JailService, batch: &[LogLine], now: i64) {

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use axum::Router;
@@ -21,6 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+
+use crate::store::redis::RedisHealth;
 
 /// Labels of `mxguard_policy_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +57,69 @@ pub struct Metrics {
     pub accounts_locked: Counter,
     /// `mxguard_bans_*`, `mxguard_jail_*`, `mxguard_log_*` (jails).
     pub jails: crate::jails::JailMetrics,
+    /// `mxguard_store_redis_*`, when Redis is the store.
+    redis: Option<RedisMetrics>,
+}
+
+/// The Redis store's health, copied from its counters at each scrape.
+#[derive(Debug)]
+struct RedisMetrics {
+    health: Arc<RedisHealth>,
+    up: Gauge,
+    errors: Counter,
+    outages: Counter,
+    conflicts: Counter,
+}
+
+impl RedisMetrics {
+    fn register(registry: &mut Registry, health: Arc<RedisHealth>) -> Self {
+        let m = RedisMetrics {
+            health,
+            up: Gauge::default(),
+            errors: Counter::default(),
+            outages: Counter::default(),
+            conflicts: Counter::default(),
+        };
+        registry.register(
+            "store_redis_up",
+            "1 while the Redis store answers, 0 during an outage (checks fail open)",
+            m.up.clone(),
+        );
+        registry.register(
+            "store_redis_errors",
+            "Redis operations that failed or timed out",
+            m.errors.clone(),
+        );
+        registry.register(
+            "store_redis_outages",
+            "Times the Redis store went from answering to failing",
+            m.outages.clone(),
+        );
+        registry.register(
+            "store_redis_conflicts",
+            "Updates computed again because another host wrote the same key first",
+            m.conflicts.clone(),
+        );
+        m
+    }
+
+    fn sync(&self) {
+        self.up.set(i64::from(!self.health.is_down()));
+        catch_up(&self.errors, self.health.errors.load(Ordering::Relaxed));
+        catch_up(&self.outages, self.health.outages.load(Ordering::Relaxed));
+        catch_up(
+            &self.conflicts,
+            self.health.conflicts.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// Raises `c` to `total` (counters kept elsewhere, copied at scrape time).
+fn catch_up(c: &Counter, total: u64) {
+    let seen = c.get();
+    if total > seen {
+        c.inc_by(total - seen);
+    }
 }
 
 /// Labels of `mxguard_config_reloads_total`.
@@ -70,6 +136,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_redis(None)
+    }
+
+    /// The metrics, with the `mxguard_store_redis_*` family when `redis` is the store's
+    /// health.
+    pub fn with_redis(redis: Option<Arc<RedisHealth>>) -> Self {
         let mut registry = Registry::with_prefix("mxguard");
         let policy_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -124,8 +196,10 @@ impl Metrics {
             accounts_locked.clone(),
         );
         let jails = crate::jails::JailMetrics::register(&mut registry);
+        let redis = redis.map(|h| RedisMetrics::register(&mut registry, h));
         Metrics {
             jails,
+            redis,
             registry,
             policy_requests,
             policy_duration,
@@ -141,10 +215,12 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        let locked = mxguard_engine::account::locks_total();
-        let seen = self.accounts_locked.get();
-        if locked > seen {
-            self.accounts_locked.inc_by(locked - seen);
+        catch_up(
+            &self.accounts_locked,
+            mxguard_engine::account::locks_total(),
+        );
+        if let Some(r) = &self.redis {
+            r.sync();
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

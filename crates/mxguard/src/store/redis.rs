@@ -46,6 +46,8 @@ use super::codec;
 
 /// How often a conflicting update is recomputed before giving up (fail-open).
 const CAS_ATTEMPTS: usize = 16;
+/// While Redis is down, how often one operation tries it (the others fail at once).
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Keys read per SCAN step (listings).
 const SCAN_COUNT: usize = 1000;
 
@@ -89,6 +91,10 @@ pub struct RedisStore {
     cas: Arc<redis::Script>,
     greylist_touch: Arc<redis::Script>,
     awl_bump: Arc<redis::Script>,
+    /// Monotonic base of `next_probe_ms`.
+    epoch: tokio::time::Instant,
+    /// While down: when (ms after `epoch`) the next operation may try Redis again.
+    next_probe_ms: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -191,6 +197,8 @@ impl RedisStore {
             cas: Arc::new(redis::Script::new(CAS_SCRIPT)),
             greylist_touch: Arc::new(redis::Script::new(GREYLIST_TOUCH_SCRIPT)),
             awl_bump: Arc::new(redis::Script::new(AWL_BUMP_SCRIPT)),
+            epoch: tokio::time::Instant::now(),
+            next_probe_ms: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -202,11 +210,26 @@ impl RedisStore {
         format!("{}{kind}:{key}", self.settings.prefix)
     }
 
-    /// Runs one operation within the time budget and keeps the health state.
+    /// Bumped with every ban write and removal (`ban-version`, outside the `ban:` keys so
+    /// listings do not see it): what other hosts poll to pick up changed bans.
+    fn ban_version_key(&self) -> String {
+        format!("{}ban-version", self.settings.prefix)
+    }
+
+    /// Runs one operation within the time budget and keeps the health state. While Redis is
+    /// down, only one operation per [`PROBE_INTERVAL`] goes to it (the probe that notices
+    /// the recovery); the others fail at once, so a paused Redis costs each request nothing
+    /// rather than `timeout` per store operation.
     async fn op<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        if self.health.is_down() && !self.take_probe() {
+            self.health.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(unavailable(
+                "down (waiting for the next reconnection probe)",
+            ));
+        }
         let r = match tokio::time::timeout(self.settings.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e)),
@@ -223,6 +246,9 @@ impl RedisStore {
             }
             Err(e) => {
                 self.health.errors.fetch_add(1, Ordering::Relaxed);
+                let next = self.epoch.elapsed() + PROBE_INTERVAL;
+                self.next_probe_ms
+                    .store(next.as_millis() as u64, Ordering::Relaxed);
                 if !self.health.down.swap(true, Ordering::Relaxed) {
                     self.health.outages.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(url = %redacted(&self.settings.url), error = %e,
@@ -231,6 +257,22 @@ impl RedisStore {
             }
         }
         r
+    }
+
+    /// Whether this operation may probe a Redis that is down (at most one per interval).
+    fn take_probe(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let due = self.next_probe_ms.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_probe_ms
+                .compare_exchange(
+                    due,
+                    now + PROBE_INTERVAL.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -739,13 +781,50 @@ impl Store for RedisStore {
                     .saturating_add(1);
                 ttl_until(end, record.since)
             };
-            self.set_raw(&self.key("ban", key), encode_ban(&record), ttl)
+            let mut set = redis::cmd("SET");
+            set.arg(self.key("ban", key)).arg(encode_ban(&record));
+            if ttl > 0 {
+                set.arg("EX").arg(ttl);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .add_command(set)
+                .ignore()
+                .incr(self.ban_version_key(), 1)
+                .ignore();
+            let mut c = self.conn.clone();
+            self.op(async move { pipe.query_async::<()>(&mut c).await })
                 .await
         })
     }
 
     fn ban_remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move { self.del(&self.key("ban", key)).await })
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .del(self.key("ban", key))
+                .incr(self.ban_version_key(), 1)
+                .ignore();
+            let mut c = self.conn.clone();
+            let (n,): (u64,) = self
+                .op(async move { pipe.query_async(&mut c).await })
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn ban_version(&self) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            let v = self.get_raw(&self.ban_version_key()).await?;
+            let n = match v {
+                None => 0,
+                Some(b) => std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("ban version is not a number".into()))?,
+            };
+            Ok(Some(n))
+        })
     }
 
     fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
