@@ -497,3 +497,91 @@ async fn a_paused_redis_costs_one_timeout_then_operations_fail_at_once_until_it_
     assert!(ok, "no recovery after SIGCONT");
     assert!(!s.health().is_down());
 }
+
+/// The GCRA Lua script against the engine's `gcra::apply`: random multi-window limits,
+/// costs, modes and time steps (clock steps backwards and window changes included) give the
+/// same outcome and the same stored state step by step; in the script's exact range each
+/// call is one round trip, and past 2^53 (a bytes limit) the compare-and-set path takes
+/// over with the same results.
+#[tokio::test]
+async fn the_gcra_script_applies_exactly_the_engine_rule_in_one_round_trip() {
+    use mxguard_engine::limits::gcra::{self, GcraState};
+    let redis = Redis::start().await;
+    let s = redis.store("gcra:");
+    let ops = || s.health().operations.load(Ordering::Relaxed);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let modes = [Mode::Check, Mode::Conform, Mode::Force];
+    let (mut script_calls, mut fallbacks) = (0, 0);
+    for history in 0..40u32 {
+        let big = history % 8 == 7;
+        let window = |rng: &mut Rng| {
+            let (count, period) = if big {
+                (100_000_000 + rng.below(1000), 86_400)
+            } else {
+                (1 + rng.below(60), [60, 3600, 86_400][rng.below(3) as usize])
+            };
+            let burst = if rng.below(3) == 0 {
+                1 + rng.below(count)
+            } else {
+                count
+            };
+            Window {
+                count,
+                period_secs: period,
+                burst,
+            }
+        };
+        let mut windows: Vec<Window> = (0..1 + rng.below(3)).map(|_| window(&mut rng)).collect();
+        let key = format!("h{history}");
+        let (mut now, mut state) = (T, None::<GcraState>);
+        for step in 0..30 {
+            let gap = [0, 0, 1, 30, 72, 600, 3600, 90_000][rng.below(8) as usize];
+            now = if rng.below(12) == 0 {
+                now - 5
+            } else {
+                now + gap
+            };
+            if rng.below(25) == 0 {
+                windows.push(window(&mut rng)); // a reload changed the limit
+            }
+            let cost = if big {
+                rng.below(50_000_000)
+            } else {
+                rng.below(8)
+            };
+            let mode = modes[rng.below(3) as usize];
+            let before = ops();
+            let got = s
+                .limit_apply(&key, &windows, UnixTime(now), cost, mode)
+                .await
+                .unwrap();
+            let used = ops() - before;
+            let (want, new) = gcra::apply(state.as_ref(), &windows, UnixTime(now), cost, mode);
+            assert_eq!(
+                got, want,
+                "history {history} step {step} {mode:?} cost {cost}"
+            );
+            if new.is_some() {
+                state = new;
+            }
+            let stored = s.limit_get(&key).await.unwrap();
+            assert_eq!(stored, state, "history {history} step {step}");
+            if big {
+                // Past the script's exact range: read, then compare-and-set (just the read
+                // for a check, or when nothing changes).
+                assert!(
+                    used == 1 || used == 2,
+                    "history {history} step {step}: {used}"
+                );
+                fallbacks += 1;
+            } else {
+                assert_eq!(used, 1, "one round trip (history {history} step {step})");
+                script_calls += 1;
+            }
+        }
+    }
+    assert!(
+        script_calls > 500 && fallbacks > 50,
+        "{script_calls} {fallbacks}"
+    );
+}

@@ -66,6 +66,7 @@ pub struct Metrics {
 struct RedisMetrics {
     health: Arc<RedisHealth>,
     up: Gauge,
+    operations: Counter,
     errors: Counter,
     outages: Counter,
     conflicts: Counter,
@@ -76,6 +77,7 @@ impl RedisMetrics {
         let m = RedisMetrics {
             health,
             up: Gauge::default(),
+            operations: Counter::default(),
             errors: Counter::default(),
             outages: Counter::default(),
             conflicts: Counter::default(),
@@ -84,6 +86,11 @@ impl RedisMetrics {
             "store_redis_up",
             "1 while the Redis store answers, 0 during an outage (checks fail open)",
             m.up.clone(),
+        );
+        registry.register(
+            "store_redis_operations",
+            "Operations sent to Redis, each one round trip (command, script or pipeline)",
+            m.operations.clone(),
         );
         registry.register(
             "store_redis_errors",
@@ -105,6 +112,10 @@ impl RedisMetrics {
 
     fn sync(&self) {
         self.up.set(i64::from(!self.health.is_down()));
+        catch_up(
+            &self.operations,
+            self.health.operations.load(Ordering::Relaxed),
+        );
         catch_up(&self.errors, self.health.errors.load(Ordering::Relaxed));
         catch_up(&self.outages, self.health.outages.load(Ordering::Relaxed));
         catch_up(

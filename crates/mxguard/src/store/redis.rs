@@ -68,6 +68,8 @@ pub struct RedisSettings {
 #[derive(Debug, Default)]
 pub struct RedisHealth {
     down: AtomicBool,
+    /// Operations sent to Redis: each is one round trip (a command, a script or a pipeline).
+    pub operations: AtomicU64,
     /// Operations that failed or timed out.
     pub errors: AtomicU64,
     /// Healthy -> failing transitions.
@@ -91,6 +93,7 @@ pub struct RedisStore {
     cas: Arc<redis::Script>,
     greylist_touch: Arc<redis::Script>,
     awl_bump: Arc<redis::Script>,
+    gcra: Arc<redis::Script>,
     /// Monotonic base of `next_probe_ms`.
     epoch: tokio::time::Instant,
     /// While down: when (ms after `epoch`) the next operation may try Redis again.
@@ -174,6 +177,94 @@ redis.call('SET', KEYS[1], string.format('%.0f %.0f', count, last), 'EX', string
 return {string.format('%.0f', count), string.format('%.0f', last)}
 ";
 
+/// [`gcra::apply`] in one round trip. `KEYS[1]` the limit state (text: `idle tat1 tat2 ...`,
+/// scaled units as in `limits::gcra`); `ARGV` now, cost, mode (`check`, `conform`,
+/// `force`), the number of windows, then count, period and burst of each. Returns
+/// `{allowed 0/1, refused window index or -1, retry_after, remaining}` (numbers as text,
+/// `max` for "never" / unbounded), or `{"range"}` when a value is at or past 2^53, where
+/// Lua's doubles stop being exact: the caller then takes the compare-and-set path, which
+/// computes in Rust's u128. Integer division is corrected after the float division, so
+/// every result is the exact integer one. Kept equal to the Rust rule by the differential
+/// test in `tests/redis_store.rs`.
+const GCRA_SCRIPT: &str = r"
+local LIM = 9007199254740992
+local now, cost, mode, n = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+if now >= LIM or cost >= LIM then return {'range'} end
+local function floordiv(a, b)
+  local q = math.floor(a / b)
+  while q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+local function ceildiv(a, b)
+  local q = floordiv(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+local function fmt(x) if x == math.huge then return 'max' end return string.format('%.0f', x) end
+local stored = {}
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local i = 0
+  for tok in string.gmatch(cur, '%S+') do
+    local v = tonumber(tok)
+    if v == nil or not string.match(tok, '^%d+$') then return redis.error_reply('corrupt rate-limit record') end
+    if v >= LIM then return {'range'} end
+    if i > 0 then stored[i] = v end
+    i = i + 1
+  end
+  if i == 0 then return redis.error_reply('corrupt rate-limit record') end
+  -- The configuration changed its windows: start afresh (gcra::tat_of).
+  if i - 1 ~= n then stored = {} end
+end
+local ws, new = {}, {}
+local refused, retry_of = -1, -1
+for i = 1, n do
+  local b = 5 + 3 * (i - 1)
+  local c = math.max(tonumber(ARGV[b]), 1)
+  local t = math.max(tonumber(ARGV[b + 1]), 1)
+  local burst = tonumber(ARGV[b + 2])
+  local w = {c = c, t = t, tol = burst * t, sc = now * c}
+  ws[i] = w
+  local tat = math.max(stored[i] or 0, w.sc)
+  local nxt = tat + cost * t
+  if w.sc >= LIM or w.tol >= LIM or nxt >= LIM then return {'range'} end
+  if nxt - w.sc > w.tol then
+    local retry
+    if cost > burst then
+      retry = math.huge
+    else
+      retry = math.max(ceildiv(nxt - w.tol, c) - now, 0)
+    end
+    if refused < 0 or retry > retry_of then refused, retry_of = i - 1, retry end
+  end
+  new[i] = nxt
+end
+local charge = mode == 'force' or (mode == 'conform' and refused < 0)
+local after = stored
+if charge then
+  local idle = 0
+  local parts = {}
+  for i = 1, n do
+    idle = math.max(idle, ceildiv(new[i], ws[i].c))
+    parts[i + 1] = fmt(new[i])
+  end
+  parts[1] = fmt(idle)
+  local ttl = math.max(idle + 1 - now, 1)
+  redis.call('SET', KEYS[1], table.concat(parts, ' '), 'EX', fmt(ttl))
+  after = new
+end
+local remaining = math.huge
+for i = 1, n do
+  local w = ws[i]
+  local used = math.max(after[i] or 0, w.sc) - w.sc
+  remaining = math.min(remaining, floordiv(math.max(w.tol - used, 0), w.t))
+end
+local allowed = 0
+if refused < 0 then allowed = 1; retry_of = 0 end
+return {tostring(allowed), tostring(refused), fmt(retry_of), fmt(remaining)}
+";
+
 /// An error of the backend as the engine sees it.
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -197,6 +288,7 @@ impl RedisStore {
             cas: Arc::new(redis::Script::new(CAS_SCRIPT)),
             greylist_touch: Arc::new(redis::Script::new(GREYLIST_TOUCH_SCRIPT)),
             awl_bump: Arc::new(redis::Script::new(AWL_BUMP_SCRIPT)),
+            gcra: Arc::new(redis::Script::new(GCRA_SCRIPT)),
             epoch: tokio::time::Instant::now(),
             next_probe_ms: Arc::new(AtomicU64::new(0)),
         })
@@ -230,6 +322,7 @@ impl RedisStore {
                 "down (waiting for the next reconnection probe)",
             ));
         }
+        self.health.operations.fetch_add(1, Ordering::Relaxed);
         let r = match tokio::time::timeout(self.settings.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e)),
@@ -350,6 +443,49 @@ impl RedisStore {
         Err(unavailable("too many concurrent updates of one key"))
     }
 
+    /// A GCRA charge or check in one round trip ([`GCRA_SCRIPT`]); `None` when a number is
+    /// too large for the script's exact range (the caller computes it in Rust instead).
+    async fn gcra_script(
+        &self,
+        key: &str,
+        windows: &[Window],
+        now: UnixTime,
+        cost: u64,
+        mode: Mode,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let mut inv = self.gcra.key(key);
+        inv.arg(now.0).arg(cost).arg(match mode {
+            Mode::Check => "check",
+            Mode::Conform => "conform",
+            Mode::Force => "force",
+        });
+        inv.arg(windows.len());
+        for w in windows {
+            inv.arg(w.count).arg(w.period_secs).arg(w.burst);
+        }
+        let mut c = self.conn.clone();
+        let reply: Vec<String> = self
+            .op(async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let number = |s: &str| -> Result<u64, StoreError> {
+            if s == "max" {
+                return Ok(u64::MAX);
+            }
+            s.parse()
+                .map_err(|_| StoreError::Corrupt(format!("gcra script reply {reply:?}")))
+        };
+        match reply.as_slice() {
+            [r] if r == "range" => Ok(None),
+            [allowed, window, retry, remaining] => Ok(Some(Outcome {
+                allowed: allowed == "1",
+                window: window.parse::<usize>().ok(),
+                retry_after: number(retry)?,
+                remaining: number(remaining)?,
+            })),
+            _ => Err(StoreError::Corrupt(format!("gcra script reply {reply:?}"))),
+        }
+    }
+
     /// Every key of `kind` (without the prefix and kind), at most `limit`.
     async fn scan(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}*", self.key(kind, ""));
@@ -465,6 +601,42 @@ fn ttl_until(end: u64, now: UnixTime) -> u64 {
 
 /// Records written without a "now" (admin puts) are kept this long.
 const ADMIN_TTL: u64 = 35 * 86_400;
+
+/// Whether a GCRA call's numbers stay within the script's exact range (below 2^53), as far
+/// as the arguments tell; a stored state past it makes the script answer "range" instead.
+fn script_range(windows: &[Window], now: UnixTime, cost: u64) -> bool {
+    const LIM: u128 = 1 << 53;
+    !windows.is_empty()
+        && windows.iter().all(|w| {
+            let t = u128::from(w.period_secs.max(1));
+            let scaled = u128::from(now.0) * u128::from(w.count.max(1));
+            scaled + (u128::from(cost) + u128::from(w.burst)) * t < LIM
+        })
+}
+
+/// GCRA state as text, `idle tat1 tat2 ...` (what [`GCRA_SCRIPT`] reads and writes).
+fn encode_gcra(s: &GcraState) -> Vec<u8> {
+    let mut out = s.idle_at.0.to_string();
+    for t in &s.tats {
+        out.push(' ');
+        out.push_str(&t.to_string());
+    }
+    out.into_bytes()
+}
+
+fn decode_gcra(v: &[u8]) -> Result<GcraState, StoreError> {
+    let bad = || StoreError::Corrupt("bad rate-limit record".into());
+    let text = std::str::from_utf8(v).map_err(|_| bad())?;
+    let mut it = text.split(' ');
+    let idle = it.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let tats = it
+        .map(|t| t.parse::<u128>().map_err(|_| bad()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(GcraState {
+        tats,
+        idle_at: UnixTime(idle),
+    })
+}
 
 fn encode_awl(r: &AwlRecord) -> Vec<u8> {
     format!("{} {}", r.count, r.last.0).into_bytes()
@@ -692,11 +864,16 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Outcome> {
         Box::pin(async move {
             let k = self.key("lim", key);
+            if script_range(windows, now, cost)
+                && let Some(outcome) = self.gcra_script(&k, windows, now, cost, mode).await?
+            {
+                return Ok(outcome);
+            }
             self.update(&k, |cur| {
-                let old = cur.map(codec::decode_gcra).transpose()?;
+                let old = cur.map(decode_gcra).transpose()?;
                 let (outcome, new) = gcra::apply(old.as_ref(), windows, now, cost, mode);
                 // A drained state equals no state: it may go at its idle time.
-                let new = new.map(|s| (codec::encode_gcra(&s), ttl_until(s.idle_at.0 + 1, now)));
+                let new = new.map(|s| (encode_gcra(&s), ttl_until(s.idle_at.0 + 1, now)));
                 Ok((outcome, new))
             })
             .await
@@ -706,7 +883,7 @@ impl Store for RedisStore {
     fn limit_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<GcraState>> {
         Box::pin(async move {
             let v = self.get_raw(&self.key("lim", key)).await?;
-            v.as_deref().map(codec::decode_gcra).transpose()
+            v.as_deref().map(decode_gcra).transpose()
         })
     }
 
