@@ -18,30 +18,9 @@ shared=${MXGUARD_SHARED_BENCH:-$root/../shared/bench}
 [ -f "$shared/policy_load.rs" ] || { echo "policy.sh: $shared/policy_load.rs not found" >&2; exit 1; }
 
 tools=${TMPDIR:-/tmp}/mxguard-bench-tools
-mkdir -p "$tools"
-for t in policy_load dunno_server; do
-  if [ ! -x "$tools/$t" ] || [ "$shared/$t.rs" -nt "$tools/$t" ]; then
-    echo "building $t with rustc -O" >&2
-    rustc -O --edition 2021 -o "$tools/$t" "$shared/$t.rs"
-  fi
-done
-
-if ! command -v postgrey >/dev/null 2>&1; then
-  echo "installing postgrey (the system service is not started: policy-rc.d)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  made_policy_rc=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # exit 101 = "action forbidden": the maintainer scripts must not start the system postgrey
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy_rc=1
-  fi
-  rc=0
-  { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends postgrey; } || rc=$?
-  [ "$made_policy_rc" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$rc" = 0 ] || { echo "policy.sh: installing postgrey failed ($rc)" >&2; exit 1; }
-fi
+source scripts/bench/lib.sh
+build_load_tools "$shared" "$tools"
+ensure_postgrey || exit 1
 
 if [ -z "${MXGUARD_BIN:-}" ]; then
   echo "building mxguard (release)" >&2

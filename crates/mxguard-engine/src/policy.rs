@@ -24,7 +24,7 @@ use crate::greylist::GreylistSettings;
 use crate::lists::{ListMatch, StaticLists};
 use crate::prepend::{HeaderQueue, stage_allows_prepend};
 use crate::request::{Request, Stage};
-use crate::store::{AwlRecord, Store, StoreError};
+use crate::store::{AwlRecord, Prefetched, ReadKey, Store, StoreError};
 use crate::verdict::{Action, STORE_ERROR, Verdict};
 
 /// Validated policy settings.
@@ -181,20 +181,51 @@ impl Policy {
         verdict
     }
 
+    /// The records the chain will look at for `req`, read in one batch
+    /// ([`crate::store::batch`]): ban-list entries, the guard's account and limit states,
+    /// the client's auto-whitelist entry.
+    async fn prefetch(&self, req: &Request, listed: ListMatch) -> Prefetched {
+        let mut keys = Vec::new();
+        if listed == ListMatch::None && self.settings.ban_reject_text.is_some() {
+            keys.extend(
+                crate::auth::ban::lookup_keys(req.client_ip)
+                    .into_iter()
+                    .map(ReadKey::Ban),
+            );
+        }
+        if listed != ListMatch::Deny {
+            keys.extend(self.guard.reads(req));
+        }
+        if let Some(gl) = &self.settings.greylist
+            && listed == ListMatch::None
+            && req.stage == Stage::Rcpt
+            && !req.recipient.is_empty()
+            && gl.auto_whitelist_clients > 0
+        {
+            keys.push(ReadKey::Awl(req.client_ip));
+        }
+        if keys.is_empty() {
+            return Prefetched::empty();
+        }
+        let values = self.store.read_many(&keys).await;
+        Prefetched::new(keys, values)
+    }
+
     async fn chain(&self, req: &Request, headers: &mut Vec<(String, &'static str)>) -> Verdict {
         let listed = self.settings.lists.check(req);
+        let pre = self.prefetch(req, listed).await;
         // The ban list (log jails, auth policy, `mxguard ban`): after the allow list, so an
         // allowed host is never refused, and before anything that counts or charges.
         if listed == ListMatch::None
             && let Some(text) = &self.settings.ban_reject_text
-            && let Some(v) = self.banned(req, text).await
+            && let Some(v) = self.banned(req, text, &pre).await
         {
             return v;
         }
         // Rate limits and account containment run before the allow list (webmail on an
         // allowed host must not exempt its logins, seed 002) and before greylisting.
         if listed != ListMatch::Deny
-            && let Some(v) = self.guard.decide(req).await
+            && let Some(v) = self.guard.decide(req, &pre).await
         {
             return v;
         }
@@ -225,7 +256,7 @@ impl Policy {
                 return Verdict::new(Action::Dunno, "dnsbl");
             }
             let domain = checked.verified_domain.as_deref();
-            return match self.greylist(gl, req, domain).await {
+            return match self.greylist(gl, req, domain, &pre).await {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "greylist store failed; failing open");
@@ -238,10 +269,15 @@ impl Policy {
 
     /// The ban-list step: a reject when a ban covering the client is active. A store error
     /// fails open (no verdict; the next steps decide).
-    async fn banned(&self, req: &Request, text: &str) -> Option<Verdict> {
+    async fn banned(&self, req: &Request, text: &str, pre: &Prefetched) -> Option<Verdict> {
         let now = self.clock.now();
         for key in crate::auth::ban::lookup_keys(req.client_ip) {
-            match self.store.ban_get(&key).await {
+            let rec = match pre.ban(&key) {
+                Ok(Some(b)) => Ok(b.cloned()),
+                Ok(None) => self.store.ban_get(&key).await,
+                Err(e) => Err(e),
+            };
+            match rec {
                 Ok(Some(b)) if b.active(now) => {
                     return Some(Verdict::new(Action::Reject(text.to_owned()), "ban"));
                 }
@@ -265,6 +301,7 @@ impl Policy {
         gl: &GreylistSettings,
         req: &Request,
         verified_domain: Option<&str>,
+        pre: &Prefetched,
     ) -> Result<Verdict, StoreError> {
         if gl
             .whitelist_clients
@@ -276,8 +313,14 @@ impl Policy {
         let times = gl.times();
         let now = self.clock.now();
         let awl = gl.auto_whitelist_clients;
-        if awl > 0
-            && let Some(rec) = self.store.awl_get(req.client_ip).await?
+        let awl_rec = match awl {
+            0 => None,
+            _ => match pre.awl(req.client_ip)? {
+                Some(rec) => rec.copied(),
+                None => self.store.awl_get(req.client_ip).await?,
+            },
+        };
+        if let Some(rec) = awl_rec
             && !rec.expired(now, times.max_age)
             && rec.count >= awl
         {

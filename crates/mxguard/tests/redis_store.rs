@@ -585,3 +585,89 @@ async fn the_gcra_script_applies_exactly_the_engine_rule_in_one_round_trip() {
         "{script_calls} {fallbacks}"
     );
 }
+
+/// Round trips per request through the daemon on Redis: a RCPT request of a SASL client with
+/// the ban list, greylisting (auto-whitelist on) and two rate limits is one batch read
+/// (`MGET`) plus the greylist script; the first retry after the delay adds the
+/// auto-whitelist count (once per triplet, postgrey's rule).
+#[tokio::test]
+async fn a_greylisted_rcpt_request_with_two_limits_costs_two_round_trips() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"redis\"\n\
+         url = \"redis://127.0.0.1:{}/0\"\nprefix = \"rt:\"\n[control]\nsocket = \"{}/ctl.sock\"\n\
+         [greylist]\ndelay = \"300s\"\n\
+         [[limit]]\nname = \"client\"\nkey = [\"client_address\"]\nrate = [\"1000/1m\"]\n\
+         [[limit]]\nname = \"user\"\nkey = [\"sasl_username\"]\ncount = \"recipients\"\n\
+         rate = [\"200/1h\", \"1000/1d\"]\n",
+        redis.port,
+        dir.path().display()
+    );
+    let path = dir.path().join("mxguard.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = mxguard::config::load(Some(&path)).unwrap();
+    let clock = mxguard_engine::FakeClock::new(UnixTime(T));
+    let d = mxguard::service::Daemon::start(
+        cfg,
+        mxguard::service::StartOptions {
+            config_path: Some(path),
+            clock: Some(std::sync::Arc::new(clock.clone())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let health = d.shared.redis.clone().unwrap();
+    let ops = || health.operations.load(Ordering::Relaxed);
+    let mut client = common_client(d.policy_addrs[0]).await;
+    let rcpt = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.44\n\
+                sasl_username=alice@example.org\nsender=alice@example.org\n\
+                recipient=b@rcpt.example\ninstance=i1\n\n";
+    // Let the scripts load (the first call of each may need a second EVAL).
+    ask(&mut client, rcpt).await;
+    let before = ops();
+    let reply = ask(&mut client, rcpt).await;
+    assert!(reply.starts_with("action=DEFER_IF_PERMIT"), "{reply}");
+    assert_eq!(
+        ops() - before,
+        2,
+        "RCPT, greylisted: MGET + greylist script"
+    );
+    clock.advance(Duration::from_secs(301));
+    let before = ops();
+    let reply = ask(&mut client, rcpt).await;
+    assert!(!reply.starts_with("action=DEFER"), "{reply}");
+    assert_eq!(
+        ops() - before,
+        3,
+        "RCPT, first pass: MGET + greylist script + auto-whitelist count"
+    );
+    let before = ops();
+    let reply = ask(&mut client, rcpt).await;
+    assert!(!reply.starts_with("action=DEFER"), "{reply}");
+    assert_eq!(
+        ops() - before,
+        2,
+        "RCPT, known triplet: MGET + greylist script"
+    );
+    d.shutdown();
+    d.wait().await.unwrap();
+}
+
+async fn common_client(addr: std::net::SocketAddr) -> tokio::io::BufReader<tokio::net::TcpStream> {
+    tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap())
+}
+
+/// Sends one request and returns the reply's first line.
+async fn ask(c: &mut tokio::io::BufReader<tokio::net::TcpStream>, req: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    c.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let mut first = String::new();
+    c.read_line(&mut first).await.unwrap();
+    let mut blank = String::new();
+    while c.read_line(&mut blank).await.unwrap() > 1 {
+        blank.clear();
+    }
+    first.trim_end().to_string()
+}

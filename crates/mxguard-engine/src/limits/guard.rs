@@ -25,7 +25,7 @@ use crate::account::{
 };
 use crate::clock::Clock;
 use crate::request::{Request, Stage};
-use crate::store::{Store, StoreError};
+use crate::store::{Prefetched, ReadKey, Store, StoreError};
 use crate::verdict::{Action, STORE_ERROR, Verdict};
 
 /// `decided_by` of a limit breach.
@@ -69,9 +69,40 @@ impl Guard {
         }
     }
 
-    /// The verdict for `req`, or `None` to let the chain go on.
-    pub async fn decide(&self, req: &Request) -> Option<Verdict> {
-        match self.try_decide(req).await {
+    /// The records [`Guard::decide`] will look at for `req` (read in one batch by the
+    /// policy): at RCPT, the login's account and the state of every limit it checks.
+    pub fn reads(&self, req: &Request) -> Vec<ReadKey> {
+        if req.stage != Stage::Rcpt {
+            return Vec::new();
+        }
+        let mut keys: Vec<ReadKey> = Self::user(req).map(ReadKey::Account).into_iter().collect();
+        if self.active() {
+            keys.extend(self.rcpt_limits(req).map(|(_, key, _)| ReadKey::Limit(key)));
+        }
+        keys
+    }
+
+    /// The limits a RCPT request is checked against: (limit, store key, windows).
+    fn rcpt_limits<'a>(
+        &'a self,
+        req: &'a Request,
+    ) -> impl Iterator<Item = (&'a Limit, String, Vec<super::Window>)> + 'a {
+        self.limits.limits.iter().filter_map(move |l| {
+            if l.counted == Counted::Connections {
+                return None;
+            }
+            let v = l.key_value(req, &req.recipient)?;
+            let Budget::Windows(w) = l.budget(&v) else {
+                return None;
+            };
+            Some((l, l.store_key(&v), w))
+        })
+    }
+
+    /// The verdict for `req`, or `None` to let the chain go on. `pre` holds what the policy
+    /// read ahead ([`Guard::reads`]); anything missing from it is read here.
+    pub async fn decide(&self, req: &Request, pre: &Prefetched) -> Option<Verdict> {
+        match self.try_decide(req, pre).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "limits: store failed; failing open");
@@ -92,9 +123,14 @@ impl Guard {
         Self::user(req).unwrap_or_else(|| format!("ip:{}", req.client_ip))
     }
 
-    async fn locked(&self, user: &Option<String>) -> bool {
+    async fn locked(&self, user: &Option<String>, pre: &Prefetched) -> bool {
         let Some(u) = user else { return false };
-        match self.store.account_get(u).await {
+        let rec = match pre.account(u) {
+            Ok(Some(rec)) => Ok(rec.cloned()),
+            Ok(None) => self.store.account_get(u).await,
+            Err(e) => Err(e),
+        };
+        match rec {
             Ok(rec) => rec.is_some_and(|r| r.is_locked()),
             Err(e) => {
                 tracing::warn!(error = %e, "account lock lookup failed; treating as unlocked");
@@ -110,11 +146,15 @@ impl Guard {
             .unwrap_or_else(|| ContainmentSettings::default().hold_text)
     }
 
-    async fn try_decide(&self, req: &Request) -> Result<Option<Verdict>, StoreError> {
+    async fn try_decide(
+        &self,
+        req: &Request,
+        pre: &Prefetched,
+    ) -> Result<Option<Verdict>, StoreError> {
         let user = Self::user(req);
         match req.stage {
             Stage::Connect => self.connect(req).await,
-            Stage::Rcpt => self.rcpt(req, &user).await,
+            Stage::Rcpt => self.rcpt(req, &user, pre).await,
             Stage::EndOfMessage => self.end_of_message(req, &user).await,
             _ => Ok(None),
         }
@@ -147,8 +187,9 @@ impl Guard {
         &self,
         req: &Request,
         user: &Option<String>,
+        pre: &Prefetched,
     ) -> Result<Option<Verdict>, StoreError> {
-        if self.locked(user).await {
+        if self.locked(user, pre).await {
             if self.active() {
                 self.instances.hold(&req.instance, &Self::subject(req));
             }
@@ -178,20 +219,13 @@ impl Guard {
                 )));
             }
         }
-        // Every limit is only looked at here (Mode::Check charges nothing), so the lookups
-        // run concurrently: with a networked store they share one round trip. The first
-        // refused limit in configuration order decides, as in a sequential loop.
+        // Every limit is only looked at here (Mode::Check charges nothing), so its state
+        // comes from the policy's batch read and the check is computed here (the same
+        // `gcra::apply` every backend runs). A state not in the batch, or one whose read
+        // failed, is checked through the store, all of them concurrently. The first refused
+        // limit in configuration order decides, as in a sequential loop.
         let mut checks = Vec::new();
-        for l in &self.limits.limits {
-            if l.counted == Counted::Connections {
-                continue;
-            }
-            let Some(v) = l.key_value(req, &req.recipient) else {
-                continue;
-            };
-            let Budget::Windows(w) = l.budget(&v) else {
-                continue;
-            };
+        for (l, key, w) in self.rcpt_limits(req) {
             let cost = match l.counted {
                 Counted::Messages => 1,
                 Counted::Recipients if l.per_recipient() => {
@@ -202,13 +236,24 @@ impl Guard {
                 Counted::Bytes => req.size,
                 Counted::Connections => 0,
             };
-            checks.push((l, l.store_key(&v), w, cost));
+            let known = match pre.limit(&key) {
+                Ok(Some(state)) => Some(super::gcra::apply(state, &w, now, cost, Mode::Check).0),
+                _ => None,
+            };
+            checks.push((l, key, w, cost, known));
         }
-        let outcomes = futures_util::future::join_all(
-            checks
-                .iter()
-                .map(|(_, key, w, cost)| self.store.limit_apply(key, w, now, *cost, Mode::Check)),
-        )
+        let outcomes = futures_util::future::join_all(checks.iter().map(
+            |(_, key, w, cost, known)| async move {
+                match known {
+                    Some(o) => Ok(*o),
+                    None => {
+                        self.store
+                            .limit_apply(key, w, now, *cost, Mode::Check)
+                            .await
+                    }
+                }
+            },
+        ))
         .await;
         for ((l, ..), o) in checks.iter().zip(outcomes) {
             let o = o?;
@@ -263,12 +308,14 @@ impl Guard {
             None
         };
         let held_for = seen.as_ref().and_then(|s| s.held_for.clone());
-        if self.locked(user).await || held_for.is_some() {
+        if self.locked(user, &Prefetched::empty()).await || held_for.is_some() {
             let subject = held_for.unwrap_or_else(|| Self::subject(req));
             if !req.queue_id.is_empty() {
                 self.store.account_hold(&subject, &req.queue_id).await?;
             }
-            let decided = if user.as_deref() == Some(subject.as_str()) && self.locked(user).await {
+            let decided = if user.as_deref() == Some(subject.as_str())
+                && self.locked(user, &Prefetched::empty()).await
+            {
                 ACCOUNT_LOCKED
             } else {
                 LIMIT

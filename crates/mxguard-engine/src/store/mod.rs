@@ -13,10 +13,12 @@
 //! ([`crate::policy::Policy`]) calls the trait; the binary's control socket calls the admin
 //! operations (`*_list`, `*_remove`, `*_put`); a background job calls [`Store::expire`].
 
+mod batch;
 pub mod conformance;
 mod hash;
 mod memory;
 
+pub use batch::{Prefetched, ReadKey, ReadValue};
 pub use hash::{KeyHash, keyed_hash128};
 pub use memory::MemoryStore;
 
@@ -358,6 +360,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
         let _ = limit;
         unsupported("bans")
+    }
+
+    /// Reads every key of `keys` (see [`batch`]), each result in its place: one round trip
+    /// on a networked store (an error for the whole batch when that fails). The default
+    /// reads them one by one with the single-record methods.
+    #[allow(clippy::type_complexity)]
+    fn read_many<'a>(
+        &'a self,
+        keys: &'a [ReadKey],
+    ) -> StoreFuture<'a, Vec<Result<ReadValue, StoreError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(match k {
+                    ReadKey::Ban(k) => self.ban_get(k).await.map(ReadValue::Ban),
+                    ReadKey::Account(u) => self.account_get(u).await.map(ReadValue::Account),
+                    ReadKey::Limit(k) => self.limit_get(k).await.map(ReadValue::Limit),
+                    ReadKey::Awl(ip) => self.awl_get(*ip).await.map(ReadValue::Awl),
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// A number that changes with every ban written or removed, by any host, when the ban

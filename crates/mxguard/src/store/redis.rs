@@ -37,7 +37,8 @@ use mxguard_engine::auth::ban::BanRecord;
 use mxguard_engine::limits::gcra::{self, GcraState, Mode, Outcome, Window};
 use mxguard_engine::store::{
     AWL_MIN_INTERVAL_SECS, AwlEntry, AwlRecord, ExpireStats, GreylistEntry, GreylistKey,
-    GreylistTimes, Store, StoreCounts, StoreError, StoreFuture, TouchOutcome, TripletRecord,
+    GreylistTimes, ReadKey, ReadValue, Store, StoreCounts, StoreError, StoreFuture, TouchOutcome,
+    TripletRecord,
 };
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -987,6 +988,45 @@ impl Store for RedisStore {
                 .op(async move { pipe.query_async(&mut c).await })
                 .await?;
             Ok(n > 0)
+        })
+    }
+
+    fn read_many<'a>(
+        &'a self,
+        keys: &'a [ReadKey],
+    ) -> StoreFuture<'a, Vec<Result<ReadValue, StoreError>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let full: Vec<String> = keys
+                .iter()
+                .map(|k| match k {
+                    ReadKey::Ban(k) => self.key("ban", k),
+                    ReadKey::Account(u) => self.key("acct", u),
+                    ReadKey::Limit(k) => self.key("lim", k),
+                    ReadKey::Awl(ip) => self.key("awl", &ip.to_string()),
+                })
+                .collect();
+            let mut c = self.conn.clone();
+            let values: Vec<Option<Vec<u8>>> = self
+                .op(async move { redis::cmd("MGET").arg(full).query_async(&mut c).await })
+                .await?;
+            Ok(keys
+                .iter()
+                .zip(values)
+                .map(|(k, v)| {
+                    let v = v.as_deref();
+                    Ok(match k {
+                        ReadKey::Ban(_) => ReadValue::Ban(v.map(decode_ban).transpose()?),
+                        ReadKey::Account(_) => {
+                            ReadValue::Account(v.map(codec::decode_account).transpose()?)
+                        }
+                        ReadKey::Limit(_) => ReadValue::Limit(v.map(decode_gcra).transpose()?),
+                        ReadKey::Awl(_) => ReadValue::Awl(v.map(decode_awl).transpose()?),
+                    })
+                })
+                .collect())
         })
     }
 
