@@ -288,3 +288,45 @@ fn listen_address_forms() {
     assert!(errors_of(&long)[0].contains("longer than 107 bytes"));
     assert!(errors_of("[policy]\nlisten = []\n")[0].contains("at least one address"));
 }
+
+/// The two-MX example is valid and says what docs/configuration.md says (Redis store, ban
+/// sync). Its jail reads Debian's /etc/fail2ban/filter.d; the test points it at the fail2ban
+/// corpus instead (the only change).
+#[test]
+fn cluster_redis_example_loads() {
+    let filters =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/fail2ban/config");
+    let text = std::fs::read_to_string(examples().join("cluster-redis.toml"))
+        .unwrap()
+        .replace(
+            "filter = \"postfix[mode=auth]\"\n",
+            &format!(
+                "filter = \"postfix[mode=auth]\"\nfilter_dir = \"{}\"\n",
+                filters.display()
+            ),
+        );
+    let cfg = config::parse("cluster-redis.toml", &text, None).unwrap_or_else(|e| panic!("{e}"));
+    match &cfg.store.kind {
+        config::StoreKind::Redis {
+            prefix, timeout, ..
+        } => {
+            assert_eq!(prefix, "example-org:");
+            assert_eq!(*timeout, std::time::Duration::from_millis(250));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cfg.store.sync_interval, std::time::Duration::from_secs(2));
+    assert_eq!(cfg.jails.jails.len(), 2);
+}
+
+#[test]
+fn a_too_short_ban_sync_interval_is_refused_with_its_place() {
+    let e = errors_of(
+        "[store]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nsync_interval = \"10ms\"\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("t.toml:4:") && e[0].contains("sync_interval must be at least 100ms"),
+        "{e:?}"
+    );
+}
