@@ -238,12 +238,14 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
             url,
             prefix,
             timeout,
+            sentinel,
         } => {
             let store = crate::store::RedisStore::new(crate::store::RedisSettings {
                 url: url.clone(),
                 prefix: prefix.clone(),
                 timeout: *timeout,
                 ban_retention: cfg.jails.bans.retention,
+                sentinel: sentinel.clone(),
             })?;
             tracing::info!(prefix, "redis store configured (connects on first use)");
             Ok(OpenedStore {

@@ -330,3 +330,30 @@ fn a_too_short_ban_sync_interval_is_refused_with_its_place() {
         "{e:?}"
     );
 }
+
+#[test]
+fn sentinel_settings_load_and_half_of_them_is_an_error() {
+    let cfg = config::parse(
+        "t.toml",
+        "[store]\ntype = \"redis\"\nsentinels = [\"10.0.0.1:26379\", \"redis://:pw@10.0.0.2:26379\"]\nmaster_name = \"mx\"\n",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    match cfg.store.kind {
+        config::StoreKind::Redis {
+            sentinel: Some(s), ..
+        } => {
+            assert_eq!(s.master_name, "mx");
+            assert_eq!(s.sentinels.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = errors_of("[store]\ntype = \"redis\"\nsentinels = [\"10.0.0.1:26379\"]\n");
+    assert!(
+        e.iter()
+            .any(|e| e.contains("t.toml:3:") && e.contains("needs master_name")),
+        "{e:?}"
+    );
+    let e = errors_of("[store]\ntype = \"redis\"\n");
+    assert!(e.iter().any(|e| e.contains("needs url")), "{e:?}");
+}

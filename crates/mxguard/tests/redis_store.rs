@@ -69,6 +69,7 @@ impl Redis {
             prefix: prefix.into(),
             timeout: Duration::from_millis(300),
             ban_retention: Duration::from_secs(30 * 86_400),
+            sentinel: None,
         })
         .unwrap()
     }
@@ -670,4 +671,131 @@ async fn ask(c: &mut tokio::io::BufReader<tokio::net::TcpStream>, req: &str) -> 
         blank.clear();
     }
     first.trim_end().to_string()
+}
+
+/// Redis Sentinel: a primary, a replica and one Sentinel on loopback ports. The store finds
+/// the primary through the Sentinel; when the primary is killed, the Sentinel promotes the
+/// replica and the store follows it by itself (operations fail open meanwhile), with the
+/// data written before the failover still there.
+#[tokio::test]
+async fn the_store_follows_a_sentinel_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pp, rp, sp) = (free_port(), free_port(), free_port());
+    let mut primary = spawn(pp, dir.path());
+    wait_up(pp).await;
+    let rdir = dir.path().join("replica");
+    std::fs::create_dir(&rdir).unwrap();
+    let mut replica = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &rp.to_string()])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--replicaof",
+            "127.0.0.1",
+            &pp.to_string(),
+        ])
+        .arg("--dir")
+        .arg(&rdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(rp).await;
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sp}\nbind 127.0.0.1\nsentinel monitor mx 127.0.0.1 {pp} 1\n\
+             sentinel down-after-milliseconds mx 400\nsentinel failover-timeout mx 2000\n"
+        ),
+    )
+    .unwrap();
+    let mut sentinel = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(sp).await;
+    let s = RedisStore::new(RedisSettings {
+        url: "redis://127.0.0.1/0".into(),
+        prefix: "s:".into(),
+        timeout: Duration::from_millis(300),
+        ban_retention: Duration::from_secs(86_400),
+        sentinel: Some(mxguard::store::redis::SentinelSettings {
+            sentinels: vec![format!("127.0.0.1:{sp}")],
+            master_name: "mx".into(),
+        }),
+    })
+    .unwrap();
+    let ban = BanRecord {
+        since: UnixTime(T),
+        until: UnixTime(T + 600),
+        count: 1,
+        jail: "j".into(),
+        reason: "r".into(),
+    };
+    let mut written = false;
+    for _ in 0..100 {
+        if s.ban_put("192.0.2.9/32", ban.clone()).await.is_ok() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "no write through the sentinel-named primary");
+    // Wait until the replica has it, then kill the primary.
+    let mut raw = redis::Client::open(format!("redis://127.0.0.1:{rp}/0"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut replicated = false;
+    for _ in 0..100 {
+        let v: Option<String> = redis::cmd("GET")
+            .arg("s:ban:192.0.2.9/32")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        if v.is_some() {
+            replicated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(replicated, "the replica never got the ban");
+    let _ = primary.kill();
+    let _ = primary.wait();
+    // Sentinel notices (400 ms), promotes the replica; the store follows it.
+    let mut after = None;
+    for _ in 0..300 {
+        if let Ok(Some(b)) = s.ban_get("192.0.2.9/32").await
+            && s.ban_put("192.0.2.10/32", ban.clone()).await.is_ok()
+        {
+            after = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        after,
+        Some(ban),
+        "the store did not follow the failover within 15 s"
+    );
+    // The promoted replica dropped its clients: a fresh connection asks its role.
+    let mut raw = redis::Client::open(format!("redis://127.0.0.1:{rp}/0"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut raw).await.unwrap();
+    assert!(format!("{:?}", role[0]).contains("master"), "{role:?}");
+    assert!(s.health().outages.load(Ordering::Relaxed) >= 1);
+    for c in [&mut replica, &mut sentinel] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

@@ -122,6 +122,8 @@ pub enum StoreKind {
         url: String,
         prefix: String,
         timeout: Duration,
+        /// `sentinels` + `master_name`: the primary comes from Redis Sentinel.
+        sentinel: Option<crate::store::redis::SentinelSettings>,
     },
 }
 

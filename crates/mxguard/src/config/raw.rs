@@ -66,6 +66,10 @@ pub struct StoreConfig {
     pub timeout: Option<Spanned<String>>,
     /// `type = "redis"`: how often other hosts' ban changes are polled (default `2s`).
     pub sync_interval: Option<Spanned<String>>,
+    /// `type = "redis"`: find the primary through these Sentinels (`host:port`).
+    pub sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `type = "redis"` with `sentinels`: the monitored primary's name.
+    pub master_name: Option<Spanned<String>>,
 }
 
 /// `[greylist]`: postgrey-compatible greylisting.

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::defaults::{
     DEFAULT_POLICY_LISTEN, default_control_socket, default_state_dir, system_hostname,
 };
-use super::raw::{FileConfig, GreylistConfig, ListsConfig, PolicyConfig};
+use super::raw::{FileConfig, GreylistConfig, ListsConfig, PolicyConfig, StoreConfig};
 use super::{
     Config, ConfigError, ConfigErrors, Control, ListenAddr, Log, Metrics, Policy, Store, StoreKind,
     parse_duration,
@@ -362,6 +362,7 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
         }),
         Some((_, "memory")) => StoreKind::Memory,
         Some((k, "redis")) => {
+            let sentinel = sentinel(ctx, r);
             let url = match &r.url {
                 Some(u) if redis::Client::open(u.get_ref().as_str()).is_ok() => u.get_ref().clone(),
                 Some(u) => {
@@ -374,10 +375,12 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
                     );
                     String::new()
                 }
+                // With Sentinel, url only carries credentials and the database.
+                None if sentinel.is_some() => "redis://127.0.0.1/0".into(),
                 None => {
                     ctx.err(
                         k,
-                        "[store] type = \"redis\" needs url (e.g. \"redis://127.0.0.1:6379/0\")",
+                        "[store] type = \"redis\" needs url (e.g. \"redis://127.0.0.1:6379/0\") or sentinels and master_name",
                     );
                     String::new()
                 }
@@ -389,6 +392,7 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
                     .as_ref()
                     .map_or("mxguard:".into(), |p| p.get_ref().clone()),
                 timeout: ctx.duration(&r.timeout, "[store] timeout", Duration::from_millis(250)),
+                sentinel,
             }
         }
         Some((k, other)) => {
@@ -417,6 +421,54 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
             }
             d
         },
+    }
+}
+
+/// `[store] sentinels` and `master_name`: both or neither.
+fn sentinel(ctx: &mut Ctx<'_>, r: &StoreConfig) -> Option<crate::store::redis::SentinelSettings> {
+    match (&r.sentinels, &r.master_name) {
+        (None, None) => None,
+        (Some(s), Some(m)) => {
+            let mut list = Vec::new();
+            for e in s.get_ref() {
+                let url = if e.get_ref().contains("://") {
+                    e.get_ref().clone()
+                } else {
+                    format!("redis://{}", e.get_ref())
+                };
+                match url.parse::<redis::ConnectionInfo>() {
+                    Ok(_) => list.push(e.get_ref().clone()),
+                    Err(err) => ctx.err(
+                        e,
+                        format!(
+                            "[store] sentinels: {:?} is not host:port or a redis:// URL: {err}",
+                            e.get_ref()
+                        ),
+                    ),
+                }
+            }
+            if s.get_ref().is_empty() {
+                ctx.err(s, "[store] sentinels is empty");
+            }
+            if m.get_ref().is_empty() {
+                ctx.err(m, "[store] master_name is empty");
+            }
+            Some(crate::store::redis::SentinelSettings {
+                sentinels: list,
+                master_name: m.get_ref().clone(),
+            })
+        }
+        (Some(s), None) => {
+            ctx.err(
+                s,
+                "[store] sentinels needs master_name (the name in `sentinel monitor`)",
+            );
+            None
+        }
+        (None, Some(m)) => {
+            ctx.err(m, "[store] master_name needs sentinels");
+            None
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod compact;
 pub mod embedded;
 mod keyed;
 pub mod redis;
+mod redis_target;
 
 pub use embedded::EmbeddedStore;
 pub use redis::{RedisSettings, RedisStore};

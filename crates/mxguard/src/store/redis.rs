@@ -44,6 +44,8 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::codec;
+pub use super::redis_target::SentinelSettings;
+use super::redis_target::Target;
 
 /// How often a conflicting update is recomputed before giving up (fail-open).
 const CAS_ATTEMPTS: usize = 16;
@@ -63,6 +65,9 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// How long ended bans are remembered (`[bans] retention`).
     pub ban_retention: Duration,
+    /// Find the primary through Redis Sentinel (then `url` gives only user, password and
+    /// database).
+    pub sentinel: Option<SentinelSettings>,
 }
 
 /// Outage and error counters (for logs, `/metrics` and status).
@@ -88,7 +93,7 @@ impl RedisHealth {
 /// The Redis store.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    target: Arc<Target>,
     settings: Arc<RedisSettings>,
     health: Arc<RedisHealth>,
     cas: Arc<redis::Script>,
@@ -274,16 +279,19 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl RedisStore {
     /// A store for `settings`; connects on first use (so start-up does not depend on Redis).
     pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| unavailable(format!("url {:?}: {e}", settings.url)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let target = Target::new(
+            &settings.url,
+            settings.sentinel.as_ref(),
+            config,
+            settings.timeout,
+        )?;
         Ok(RedisStore {
-            conn,
+            target: Arc::new(target),
             settings: Arc::new(settings),
             health: Arc::new(RedisHealth::default()),
             cas: Arc::new(redis::Script::new(CAS_SCRIPT)),
@@ -313,9 +321,10 @@ impl RedisStore {
     /// down, only one operation per [`PROBE_INTERVAL`] goes to it (the probe that notices
     /// the recovery); the others fail at once, so a paused Redis costs each request nothing
     /// rather than `timeout` per store operation.
-    async fn op<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn op<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if self.health.is_down() && !self.take_probe() {
             self.health.errors.fetch_add(1, Ordering::Relaxed);
@@ -323,15 +332,23 @@ impl RedisStore {
                 "down (waiting for the next reconnection probe)",
             ));
         }
-        self.health.operations.fetch_add(1, Ordering::Relaxed);
-        let r = match tokio::time::timeout(self.settings.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable(format!(
-                "no answer within {:?}",
-                self.settings.timeout
-            ))),
+        let r = match self.target.current() {
+            Err(e) => Err(e),
+            Ok(conn) => {
+                self.health.operations.fetch_add(1, Ordering::Relaxed);
+                match tokio::time::timeout(self.settings.timeout, f(conn)).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(unavailable(e)),
+                    Err(_) => Err(unavailable(format!(
+                        "no answer within {:?}",
+                        self.settings.timeout
+                    ))),
+                }
+            }
         };
+        if r.is_err() {
+            self.target.failed();
+        }
         match &r {
             Ok(_) => {
                 if self.health.down.swap(false, Ordering::Relaxed) {
@@ -370,15 +387,13 @@ impl RedisStore {
     }
 
     async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.conn.clone();
-        self.op(async move { c.get::<_, Option<Vec<u8>>>(key).await })
+        self.op(move |mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
             .await
     }
 
     /// Sets `key`, with a time to live of `ttl` seconds (0: none).
     async fn set_raw(&self, key: &str, value: Vec<u8>, ttl: u64) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.op(async move {
+        self.op(move |mut c| async move {
             if ttl == 0 {
                 c.set::<_, _, ()>(key, value).await
             } else {
@@ -395,8 +410,9 @@ impl RedisStore {
     }
 
     async fn del(&self, key: &str) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let n: u64 = self.op(async move { c.del(key).await }).await?;
+        let n: u64 = self
+            .op(move |mut c| async move { c.del(key).await })
+            .await?;
         Ok(n > 0)
     }
 
@@ -422,11 +438,10 @@ impl RedisStore {
             if cur.as_deref() == Some(value.as_slice()) && ttl == 0 {
                 return Ok(out);
             }
-            let mut c = self.conn.clone();
             let inv = self.cas.clone();
             let expected = cur.unwrap_or_default();
             let done: i64 = self
-                .op(async move {
+                .op(move |mut c| async move {
                     inv.key(key)
                         .arg(expected)
                         .arg(value)
@@ -464,9 +479,8 @@ impl RedisStore {
         for w in windows {
             inv.arg(w.count).arg(w.period_secs).arg(w.burst);
         }
-        let mut c = self.conn.clone();
         let reply: Vec<String> = self
-            .op(async move { inv.invoke_async(&mut c).await })
+            .op(move |mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
         let number = |s: &str| -> Result<u64, StoreError> {
             if s == "max" {
@@ -494,10 +508,9 @@ impl RedisStore {
         let mut out = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let mut c = self.conn.clone();
             let pat = pattern.clone();
             let (next, keys): (u64, Vec<String>) = self
-                .op(async move {
+                .op(move |mut c| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
@@ -529,9 +542,10 @@ impl RedisStore {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(SCAN_COUNT) {
             let full: Vec<String> = chunk.iter().map(|k| self.key(kind, k)).collect();
-            let mut c = self.conn.clone();
-            let values: Vec<Option<Vec<u8>>> = self
-                .op(async move { redis::cmd("MGET").arg(full).query_async(&mut c).await })
+            let values: Vec<Option<Vec<u8>>> =
+                self.op(move |mut c| async move {
+                    redis::cmd("MGET").arg(full).query_async(&mut c).await
+                })
                 .await?;
             out.extend(
                 chunk
@@ -688,10 +702,9 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, TouchOutcome> {
         Box::pin(async move {
             let k = self.key("gl", key.as_str());
-            let mut c = self.conn.clone();
             let script = self.greylist_touch.clone();
             let (prev, first): (String, u64) = self
-                .op(async move {
+                .op(move |mut c| async move {
                     script
                         .key(&k)
                         .arg(now.0)
@@ -768,10 +781,9 @@ impl Store for RedisStore {
     fn awl_bump(&self, client: IpAddr, now: UnixTime, max_age: u64) -> StoreFuture<'_, AwlRecord> {
         Box::pin(async move {
             let k = self.key("awl", &client.to_string());
-            let mut c = self.conn.clone();
             let script = self.awl_bump.clone();
             let (count, last): (u64, u64) = self
-                .op(async move {
+                .op(move |mut c| async move {
                     script
                         .key(&k)
                         .arg(now.0)
@@ -970,8 +982,7 @@ impl Store for RedisStore {
                 .ignore()
                 .incr(self.ban_version_key(), 1)
                 .ignore();
-            let mut c = self.conn.clone();
-            self.op(async move { pipe.query_async::<()>(&mut c).await })
+            self.op(move |mut c| async move { pipe.query_async::<()>(&mut c).await })
                 .await
         })
     }
@@ -983,9 +994,8 @@ impl Store for RedisStore {
                 .del(self.key("ban", key))
                 .incr(self.ban_version_key(), 1)
                 .ignore();
-            let mut c = self.conn.clone();
             let (n,): (u64,) = self
-                .op(async move { pipe.query_async(&mut c).await })
+                .op(move |mut c| async move { pipe.query_async(&mut c).await })
                 .await?;
             Ok(n > 0)
         })
@@ -1008,9 +1018,10 @@ impl Store for RedisStore {
                     ReadKey::Awl(ip) => self.key("awl", &ip.to_string()),
                 })
                 .collect();
-            let mut c = self.conn.clone();
-            let values: Vec<Option<Vec<u8>>> = self
-                .op(async move { redis::cmd("MGET").arg(full).query_async(&mut c).await })
+            let values: Vec<Option<Vec<u8>>> =
+                self.op(move |mut c| async move {
+                    redis::cmd("MGET").arg(full).query_async(&mut c).await
+                })
                 .await?;
             Ok(keys
                 .iter()
