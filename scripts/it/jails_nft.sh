@@ -13,17 +13,7 @@ it_init ip nft ipset
 
 SRV=mxj-srv-$$
 CLI=mxj-cli-$$
-netns_cleanup() {
-  ip netns del "$SRV" 2>/dev/null
-  ip netns del "$CLI" 2>/dev/null
-  it_cleanup
-}
-trap netns_cleanup EXIT
-
-if ! ip netns add "$SRV" 2>/dev/null || ! ip netns add "$CLI" 2>/dev/null; then
-  if [ "${MXGUARD_REQUIRE_NETNS:-0}" = 1 ]; then die "cannot create network namespaces"; fi
-  echo "skip: cannot create network namespaces here"; exit 0
-fi
+it_netns "$SRV" "$CLI"
 ip -n "$SRV" link add vs type veth peer name vc netns "$CLI" || die "veth"
 ip -n "$SRV" addr add 10.77.0.1/24 dev vs
 ip -n "$CLI" addr add 10.77.0.2/24 dev vc

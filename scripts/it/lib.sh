@@ -116,6 +116,27 @@ it_elapsed_ge() { # it_elapsed_ge START SECONDS: true when now - START >= SECOND
   awk -v s="$1" -v d="$2" -v n="$(it_now)" 'BEGIN { exit !(n - s >= d) }'
 }
 
+# it_netns NAME...: creates these network namespaces, deleted again at exit (after
+# it_cleanup). Skips the suite (exit 0) when namespaces cannot be created here, or fails it
+# with MXGUARD_REQUIRE_NETNS=1.
+it_netns() {
+  IT_NETNS=("$@")
+  trap 'it_netns_cleanup' EXIT
+  local ns
+  for ns in "$@"; do
+    if ! ip netns add "$ns" 2>/dev/null; then
+      if [ "${MXGUARD_REQUIRE_NETNS:-0}" = 1 ]; then die "cannot create network namespaces"; fi
+      echo "skip: cannot create network namespaces here"; exit 0
+    fi
+  done
+}
+it_netns_cleanup() {
+  local rc=$? ns
+  for ns in "${IT_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  (exit $rc)
+  it_cleanup
+}
+
 # Background process whose pid cleanup must stop (TERM, then KILL after 5 s).
 it_track_pid() { IT_PIDS+=("$1"); }
 it_stop_pid() { # it_stop_pid PID [SIGNAL]: signal it and wait (bounded) until it is gone

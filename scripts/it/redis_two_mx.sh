@@ -19,16 +19,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 NSA=mxr-a-$$
 NSB=mxr-b-$$
-netns_cleanup() {
-  ip netns del "$NSA" 2>/dev/null
-  ip netns del "$NSB" 2>/dev/null
-  it_cleanup
-}
-trap netns_cleanup EXIT
-if ! ip netns add "$NSA" 2>/dev/null || ! ip netns add "$NSB" 2>/dev/null; then
-  if [ "${MXGUARD_REQUIRE_NETNS:-0}" = 1 ]; then die "cannot create network namespaces"; fi
-  echo "skip: cannot create network namespaces here"; exit 0
-fi
+it_netns "$NSA" "$NSB"
 
 REDIS_PORT=$(it_port 0)
 mkdir -p "$IT_DIR/redis"

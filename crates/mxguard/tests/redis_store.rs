@@ -227,15 +227,7 @@ async fn redis_down_fails_fast_is_counted_once_and_reconnects() {
     assert!(h.errors.load(Ordering::Relaxed) >= 5);
     // Back on the same port (empty: no persistence here): the store reconnects by itself.
     redis.restart().await;
-    let mut ok = false;
-    for _ in 0..100 {
-        if s.ban_get("192.0.2.1/32").await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ok, "no reconnect");
+    assert!(answers_again(&s).await, "no reconnect");
     assert!(!s.health().is_down());
 }
 
@@ -243,25 +235,7 @@ async fn redis_down_fails_fast_is_counted_once_and_reconnects() {
 async fn the_daemon_greylists_through_redis_and_reports_its_health() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let redis = Redis::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"redis\"\n\
-         url = \"redis://127.0.0.1:{}/0\"\nprefix = \"d:\"\n[control]\nsocket = \"{}/ctl.sock\"\n",
-        redis.port,
-        dir.path().display()
-    );
-    let path = dir.path().join("mxguard.toml");
-    std::fs::write(&path, text).unwrap();
-    let cfg = mxguard::config::load(Some(&path)).unwrap();
-    let d = mxguard::service::Daemon::start(
-        cfg,
-        mxguard::service::StartOptions {
-            config_path: Some(path),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (d, _dir) = daemon(&redis, "d:", "", None).await;
     let mut s = tokio::net::TcpStream::connect(d.policy_addrs[0])
         .await
         .unwrap();
@@ -487,15 +461,7 @@ async fn a_paused_redis_costs_one_timeout_then_operations_fail_at_once_until_it_
     assert!(s.health().is_down());
     assert_eq!(s.health().outages.load(Ordering::Relaxed), 1);
     signal("-CONT");
-    let mut ok = false;
-    for _ in 0..100 {
-        if s.ban_get("192.0.2.1/32").await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ok, "no recovery after SIGCONT");
+    assert!(answers_again(&s).await, "no recovery after SIGCONT");
     assert!(!s.health().is_down());
 }
 
@@ -594,31 +560,17 @@ async fn the_gcra_script_applies_exactly_the_engine_rule_in_one_round_trip() {
 #[tokio::test]
 async fn a_greylisted_rcpt_request_with_two_limits_costs_two_round_trips() {
     let redis = Redis::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"redis\"\n\
-         url = \"redis://127.0.0.1:{}/0\"\nprefix = \"rt:\"\n[control]\nsocket = \"{}/ctl.sock\"\n\
-         [greylist]\ndelay = \"300s\"\n\
+    let clock = mxguard_engine::FakeClock::new(UnixTime(T));
+    let (d, _dir) = daemon(
+        &redis,
+        "rt:",
+        "[greylist]\ndelay = \"300s\"\n\
          [[limit]]\nname = \"client\"\nkey = [\"client_address\"]\nrate = [\"1000/1m\"]\n\
          [[limit]]\nname = \"user\"\nkey = [\"sasl_username\"]\ncount = \"recipients\"\n\
          rate = [\"200/1h\", \"1000/1d\"]\n",
-        redis.port,
-        dir.path().display()
-    );
-    let path = dir.path().join("mxguard.toml");
-    std::fs::write(&path, text).unwrap();
-    let cfg = mxguard::config::load(Some(&path)).unwrap();
-    let clock = mxguard_engine::FakeClock::new(UnixTime(T));
-    let d = mxguard::service::Daemon::start(
-        cfg,
-        mxguard::service::StartOptions {
-            config_path: Some(path),
-            clock: Some(std::sync::Arc::new(clock.clone())),
-            ..Default::default()
-        },
+        Some(clock.clone()),
     )
-    .await
-    .unwrap();
+    .await;
     let health = d.shared.redis.clone().unwrap();
     let ops = || health.operations.load(Ordering::Relaxed);
     let mut client = common_client(d.policy_addrs[0]).await;
@@ -798,4 +750,47 @@ async fn the_store_follows_a_sentinel_failover() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// Polls `s` (bounded: 5 s) until an operation succeeds again.
+async fn answers_again(s: &RedisStore) -> bool {
+    for _ in 0..100 {
+        if s.ban_get("192.0.2.1/32").await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A daemon on `redis` with key prefix `prefix`, config `extra` appended, and `clock`.
+async fn daemon(
+    redis: &Redis,
+    prefix: &str,
+    extra: &str,
+    clock: Option<mxguard_engine::FakeClock>,
+) -> (mxguard::service::Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"redis\"\n\
+         url = \"redis://127.0.0.1:{}/0\"\nprefix = \"{prefix}\"\n[control]\nsocket = \"{}/ctl.sock\"\n{extra}",
+        redis.port,
+        dir.path().display()
+    );
+    let path = dir.path().join("mxguard.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = mxguard::config::load(Some(&path)).unwrap();
+    let clock: Option<std::sync::Arc<dyn mxguard_engine::Clock>> =
+        clock.map(|c| std::sync::Arc::new(c) as _);
+    let d = mxguard::service::Daemon::start(
+        cfg,
+        mxguard::service::StartOptions {
+            config_path: Some(path),
+            clock,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (d, dir)
 }
