@@ -258,8 +258,14 @@ async fn status(shared: &Shared) -> ControlReply {
         "store": match &cfg.store.kind {
             crate::config::StoreKind::Embedded(p) => json!({"type": "embedded", "path": p.display().to_string()}),
             crate::config::StoreKind::Memory => json!({"type": "memory"}),
-            crate::config::StoreKind::Redis { prefix, .. } => {
+            crate::config::StoreKind::Redis { prefix, sentinel, .. } => {
                 let h = shared.redis.as_ref();
+                let primary = h.and_then(|h| {
+                    h.primary
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone()
+                });
                 let n = |f: fn(&crate::store::redis::RedisHealth) -> u64| h.map(|h| f(h));
                 json!({
                     "type": "redis", "prefix": prefix,
@@ -267,6 +273,9 @@ async fn status(shared: &Shared) -> ControlReply {
                     "errors_total": n(|h| h.errors.load(std::sync::atomic::Ordering::Relaxed)),
                     "outages_total": n(|h| h.outages.load(std::sync::atomic::Ordering::Relaxed)),
                     "conflicts_total": n(|h| h.conflicts.load(std::sync::atomic::Ordering::Relaxed)),
+                    "sentinel": sentinel.as_ref().map(|s| json!({
+                        "master_name": s.master_name, "primary": primary,
+                    })),
                 })
             }
         },

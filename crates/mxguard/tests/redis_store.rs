@@ -746,6 +746,12 @@ async fn the_store_follows_a_sentinel_failover() {
     let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut raw).await.unwrap();
     assert!(format!("{:?}", role[0]).contains("master"), "{role:?}");
     assert!(s.health().outages.load(Ordering::Relaxed) >= 1);
+    let primary = s.health().primary.lock().unwrap().clone();
+    assert_eq!(
+        primary,
+        Some(format!("127.0.0.1:{rp}")),
+        "status shows the new primary"
+    );
     for c in [&mut replica, &mut sentinel] {
         let _ = c.kill();
         let _ = c.wait();

@@ -82,6 +82,8 @@ pub struct RedisHealth {
     pub outages: AtomicU64,
     /// Update retries after a concurrent write.
     pub conflicts: AtomicU64,
+    /// With Sentinel: the primary's address in use (`None` until one is named).
+    pub primary: std::sync::Mutex<Option<String>>,
 }
 
 impl RedisHealth {
@@ -284,16 +286,18 @@ impl RedisStore {
             .set_response_timeout(Some(settings.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
+        let health = Arc::new(RedisHealth::default());
         let target = Target::new(
             &settings.url,
             settings.sentinel.as_ref(),
             config,
             settings.timeout,
+            health.clone(),
         )?;
         Ok(RedisStore {
             target: Arc::new(target),
             settings: Arc::new(settings),
-            health: Arc::new(RedisHealth::default()),
+            health,
             cas: Arc::new(redis::Script::new(CAS_SCRIPT)),
             greylist_touch: Arc::new(redis::Script::new(GREYLIST_TOUCH_SCRIPT)),
             awl_bump: Arc::new(redis::Script::new(AWL_BUMP_SCRIPT)),

@@ -39,6 +39,8 @@ pub(crate) struct SentinelTarget {
     /// The primary's address and the connection to it.
     current: ArcSwapOption<(String, ConnectionManager)>,
     looking: AtomicBool,
+    /// Where the primary in use is shown (status).
+    health: Arc<super::redis::RedisHealth>,
 }
 
 /// A Sentinel entry as a URL (`host:port` gets `redis://`).
@@ -60,6 +62,7 @@ impl Target {
         sentinel: Option<&SentinelSettings>,
         config: ConnectionManagerConfig,
         timeout: std::time::Duration,
+        health: Arc<super::redis::RedisHealth>,
     ) -> Result<Target, StoreError> {
         let client =
             redis::Client::open(url).map_err(|e| unavailable(format!("url {url:?}: {e}")))?;
@@ -85,6 +88,7 @@ impl Target {
             master_name: s.master_name.clone(),
             current: ArcSwapOption::empty(),
             looking: AtomicBool::new(false),
+            health,
         });
         // Look the primary up now when there is a runtime (the daemon); else at first use.
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -142,6 +146,12 @@ impl SentinelTarget {
                                     previous = known.as_deref().unwrap_or("none"),
                                     "redis sentinel: using this primary"
                                 );
+                                *self
+                                    .health
+                                    .primary
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                    Some(addr.clone());
                                 self.current.store(Some(Arc::new((addr, conn))));
                             }
                             Err(e) => {
