@@ -80,9 +80,7 @@ bantime = "1h"
 CONF
 
 mx() { "$MXGUARD_BIN" "$@" --config "$CONF"; }
-sasl_fail() {
-  echo "$(date '+%b %e %H:%M:%S') mail postfix/submission/smtpd[77]: warning: unknown[$1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6" >>"$LOG"
-}
+sasl_fail() { it_sasl_fail "$LOG" "$1"; }
 in_set() { ip netns exec "$SRV" nft list set inet mxguard ban4 | grep -q "$1"; }
 banned_listed() { mx bans --json | grep -q "\"$1\""; }
 policy_reply() {

@@ -116,6 +116,12 @@ it_elapsed_ge() { # it_elapsed_ge START SECONDS: true when now - START >= SECOND
   awk -v s="$1" -v d="$2" -v n="$(it_now)" 'BEGIN { exit !(n - s >= d) }'
 }
 
+# it_sasl_fail LOG IP: appends a Postfix submission "SASL LOGIN authentication failed" line
+# from IP, stamped now, to LOG (what the postfix[mode=auth] filter counts).
+it_sasl_fail() {
+  echo "$(date '+%b %e %H:%M:%S') mail postfix/submission/smtpd[77]: warning: unknown[$2]: SASL LOGIN authentication failed: UGFzc3dvcmQ6" >>"$1"
+}
+
 # it_netns NAME...: creates these network namespaces, deleted again at exit (after
 # it_cleanup). Skips the suite (exit 0) when namespaces cannot be created here, or fails it
 # with MXGUARD_REQUIRE_NETNS=1.

@@ -123,9 +123,7 @@ r=$(rcpt "$PB")
 check "quota: the 5th on B is held too ($r)" test "${r#action=HOLD}" != "$r"
 
 # A ban from A's jail reaches B's firewall.
-sasl_fail() {
-  echo "$(date '+%b %e %H:%M:%S') mail postfix/submission/smtpd[77]: warning: unknown[$1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6" >>"$LOG"
-}
+sasl_fail() { it_sasl_fail "$LOG" "$1"; }
 in_set() { ip netns exec "$1" nft list set inet mxguard ban4 2>/dev/null | grep -q "$2"; }
 not_in_set() { ! in_set "$@"; }
 for _ in 1 2 3; do sasl_fail 203.0.113.50; done

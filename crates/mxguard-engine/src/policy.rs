@@ -24,7 +24,7 @@ use crate::greylist::GreylistSettings;
 use crate::lists::{ListMatch, StaticLists};
 use crate::prepend::{HeaderQueue, stage_allows_prepend};
 use crate::request::{Request, Stage};
-use crate::store::{AwlRecord, Prefetched, ReadKey, Store, StoreError};
+use crate::store::{AwlRecord, Prefetched, ReadKey, Store, StoreError, prefetched_or};
 use crate::verdict::{Action, STORE_ERROR, Verdict};
 
 /// Validated policy settings.
@@ -272,12 +272,7 @@ impl Policy {
     async fn banned(&self, req: &Request, text: &str, pre: &Prefetched) -> Option<Verdict> {
         let now = self.clock.now();
         for key in crate::auth::ban::lookup_keys(req.client_ip) {
-            let rec = match pre.ban(&key) {
-                Ok(Some(b)) => Ok(b.cloned()),
-                Ok(None) => self.store.ban_get(&key).await,
-                Err(e) => Err(e),
-            };
-            match rec {
+            match prefetched_or(pre.ban(&key), || self.store.ban_get(&key)).await {
                 Ok(Some(b)) if b.active(now) => {
                     return Some(Verdict::new(Action::Reject(text.to_owned()), "ban"));
                 }
@@ -315,10 +310,9 @@ impl Policy {
         let awl = gl.auto_whitelist_clients;
         let awl_rec = match awl {
             0 => None,
-            _ => match pre.awl(req.client_ip)? {
-                Some(rec) => rec.copied(),
-                None => self.store.awl_get(req.client_ip).await?,
-            },
+            _ => {
+                prefetched_or(pre.awl(req.client_ip), || self.store.awl_get(req.client_ip)).await?
+            }
         };
         if let Some(rec) = awl_rec
             && !rec.expired(now, times.max_age)

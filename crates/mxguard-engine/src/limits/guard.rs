@@ -25,7 +25,7 @@ use crate::account::{
 };
 use crate::clock::Clock;
 use crate::request::{Request, Stage};
-use crate::store::{Prefetched, ReadKey, Store, StoreError};
+use crate::store::{Prefetched, ReadKey, Store, StoreError, prefetched_or};
 use crate::verdict::{Action, STORE_ERROR, Verdict};
 
 /// `decided_by` of a limit breach.
@@ -125,12 +125,7 @@ impl Guard {
 
     async fn locked(&self, user: &Option<String>, pre: &Prefetched) -> bool {
         let Some(u) = user else { return false };
-        let rec = match pre.account(u) {
-            Ok(Some(rec)) => Ok(rec.cloned()),
-            Ok(None) => self.store.account_get(u).await,
-            Err(e) => Err(e),
-        };
-        match rec {
+        match prefetched_or(pre.account(u), || self.store.account_get(u)).await {
             Ok(rec) => rec.is_some_and(|r| r.is_locked()),
             Err(e) => {
                 tracing::warn!(error = %e, "account lock lookup failed; treating as unlocked");

@@ -14,6 +14,7 @@
 //! does when its own read fails (a ban lookup does not refuse, the account counts as
 //! unlocked, a limit check answers the fail-open verdict).
 
+use std::future::Future;
 use std::net::IpAddr;
 
 use super::{AwlRecord, StoreError};
@@ -111,5 +112,22 @@ impl Prefetched {
             Some(ReadValue::Awl(a)) => Some(a.as_ref()),
             _ => None,
         })
+    }
+}
+
+/// A record from the batch (`found`, one of [`Prefetched`]'s lookups), or, when the batch did
+/// not have its key, the single-record `read`. A failed batch read is that record's error.
+pub async fn prefetched_or<T, F, Fut>(
+    found: Result<Option<Option<&T>>, StoreError>,
+    read: F,
+) -> Result<Option<T>, StoreError>
+where
+    T: Clone,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<T>, StoreError>>,
+{
+    match found? {
+        Some(rec) => Ok(rec.cloned()),
+        None => read().await,
     }
 }

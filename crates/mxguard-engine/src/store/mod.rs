@@ -18,7 +18,7 @@ pub mod conformance;
 mod hash;
 mod memory;
 
-pub use batch::{Prefetched, ReadKey, ReadValue};
+pub use batch::{Prefetched, ReadKey, ReadValue, prefetched_or};
 pub use hash::{KeyHash, keyed_hash128};
 pub use memory::MemoryStore;
 

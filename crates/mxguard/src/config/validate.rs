@@ -431,12 +431,9 @@ fn sentinel(ctx: &mut Ctx<'_>, r: &StoreConfig) -> Option<crate::store::redis::S
         (Some(s), Some(m)) => {
             let mut list = Vec::new();
             for e in s.get_ref() {
-                let url = if e.get_ref().contains("://") {
-                    e.get_ref().clone()
-                } else {
-                    format!("redis://{}", e.get_ref())
-                };
-                match url.parse::<redis::ConnectionInfo>() {
+                match crate::store::redis::sentinel_url(e.get_ref())
+                    .parse::<redis::ConnectionInfo>()
+                {
                     Ok(_) => list.push(e.get_ref().clone()),
                     Err(err) => ctx.err(
                         e,

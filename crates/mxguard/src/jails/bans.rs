@@ -243,13 +243,11 @@ impl BanManager {
                     add.entry(action.clone()).or_default().push(fb.clone());
                 }
             }
-            let gone: Vec<IpNet> = st
+            let gone: std::collections::BTreeSet<IpNet> = st
                 .active
                 .iter()
                 .filter(|((_, net), end)| **end > now.0 && !in_store.contains(net))
                 .map(|((_, net), _)| *net)
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
                 .collect();
             for net in gone {
                 lifted += 1;
@@ -269,12 +267,8 @@ impl BanManager {
             self.run_ban(&name, &bans).await;
         }
         for (name, bans) in lift {
-            if let Some(a) = self.actions.get(&name)
-                && let Err(e) = a.unban(&bans).await
-            {
-                self.metrics.action_error(&name);
-                tracing::warn!(error = %e, "unban (lifted on another host) failed");
-            }
+            self.run_unban(&name, &bans, "unban (lifted on another host) failed")
+                .await;
         }
         if applied + lifted > 0 {
             tracing::info!(applied, lifted, "ban list synced from the shared store");
@@ -518,12 +512,7 @@ impl BanManager {
             }
         }
         for (name, bans) in lift {
-            if let Some(a) = self.actions.get(&name)
-                && let Err(e) = a.unban(&bans).await
-            {
-                self.metrics.action_error(&name);
-                tracing::warn!(error = %e, "unban at expiry failed");
-            }
+            self.run_unban(&name, &bans, "unban at expiry failed").await;
         }
         self.sync_gauges();
         n
@@ -537,6 +526,16 @@ impl BanManager {
         if let Err(e) = a.ban(bans).await {
             self.metrics.action_error(name);
             tracing::error!(error = %e, bans = bans.len(), "ban action failed; the ban stays in the ban list");
+        }
+    }
+
+    /// Lifts `bans` with action `name`; a failure is counted and logged as `what`.
+    async fn run_unban(&self, name: &str, bans: &[FirewallBan], what: &str) {
+        if let Some(a) = self.actions.get(name)
+            && let Err(e) = a.unban(bans).await
+        {
+            self.metrics.action_error(name);
+            tracing::warn!(error = %e, "{what}");
         }
     }
 

@@ -44,8 +44,8 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::codec;
-pub use super::redis_target::SentinelSettings;
 use super::redis_target::Target;
+pub use super::redis_target::{SentinelSettings, sentinel_url};
 
 /// How often a conflicting update is recomputed before giving up (fail-open).
 const CAS_ATTEMPTS: usize = 16;
@@ -274,7 +274,7 @@ return {tostring(allowed), tostring(refused), fmt(retry_of), fmt(remaining)}
 ";
 
 /// An error of the backend as the engine sees it.
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
 
@@ -350,9 +350,6 @@ impl RedisStore {
                 }
             }
         };
-        if r.is_err() {
-            self.target.failed();
-        }
         match &r {
             Ok(_) => {
                 if self.health.down.swap(false, Ordering::Relaxed) {
@@ -360,6 +357,7 @@ impl RedisStore {
                 }
             }
             Err(e) => {
+                self.target.failed();
                 self.health.errors.fetch_add(1, Ordering::Relaxed);
                 let next = self.epoch.elapsed() + PROBE_INTERVAL;
                 self.next_probe_ms
@@ -397,20 +395,15 @@ impl RedisStore {
 
     /// Sets `key`, with a time to live of `ttl` seconds (0: none).
     async fn set_raw(&self, key: &str, value: Vec<u8>, ttl: u64) -> Result<(), StoreError> {
-        self.op(move |mut c| async move {
-            if ttl == 0 {
-                c.set::<_, _, ()>(key, value).await
-            } else {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl)
-                    .query_async::<()>(&mut c)
-                    .await
-            }
-        })
-        .await
+        let set = set_cmd(key, value, ttl);
+        self.op(move |mut c| async move { set.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// The values of `full` (complete key names), in order, in one `MGET`.
+    async fn mget(&self, full: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.op(move |mut c| async move { redis::cmd("MGET").arg(full).query_async(&mut c).await })
+            .await
     }
 
     async fn del(&self, key: &str) -> Result<bool, StoreError> {
@@ -546,11 +539,7 @@ impl RedisStore {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(SCAN_COUNT) {
             let full: Vec<String> = chunk.iter().map(|k| self.key(kind, k)).collect();
-            let values: Vec<Option<Vec<u8>>> =
-                self.op(move |mut c| async move {
-                    redis::cmd("MGET").arg(full).query_async(&mut c).await
-                })
-                .await?;
+            let values = self.mget(full).await?;
             out.extend(
                 chunk
                     .iter()
@@ -616,6 +605,16 @@ fn decode_triplet(v: &[u8]) -> Result<TripletRecord, StoreError> {
 /// Seconds from `now` to `end`, at least 1 (Redis refuses a zero time to live).
 fn ttl_until(end: u64, now: UnixTime) -> u64 {
     end.saturating_sub(now.0).max(1)
+}
+
+/// `SET key value`, with `EX ttl` unless `ttl` is 0 (no expiry).
+fn set_cmd(key: &str, value: Vec<u8>, ttl: u64) -> redis::Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(value);
+    if ttl > 0 {
+        set.arg("EX").arg(ttl);
+    }
+    set
 }
 
 /// Records written without a "now" (admin puts) are kept this long.
@@ -975,14 +974,9 @@ impl Store for RedisStore {
                     .saturating_add(1);
                 ttl_until(end, record.since)
             };
-            let mut set = redis::cmd("SET");
-            set.arg(self.key("ban", key)).arg(encode_ban(&record));
-            if ttl > 0 {
-                set.arg("EX").arg(ttl);
-            }
             let mut pipe = redis::pipe();
             pipe.atomic()
-                .add_command(set)
+                .add_command(set_cmd(&self.key("ban", key), encode_ban(&record), ttl))
                 .ignore()
                 .incr(self.ban_version_key(), 1)
                 .ignore();
@@ -1022,11 +1016,7 @@ impl Store for RedisStore {
                     ReadKey::Awl(ip) => self.key("awl", &ip.to_string()),
                 })
                 .collect();
-            let values: Vec<Option<Vec<u8>>> =
-                self.op(move |mut c| async move {
-                    redis::cmd("MGET").arg(full).query_async(&mut c).await
-                })
-                .await?;
+            let values = self.mget(full).await?;
             Ok(keys
                 .iter()
                 .zip(values)

@@ -16,6 +16,8 @@ use mxguard_engine::store::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 
+use super::redis::unavailable;
+
 /// Redis Sentinel settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentinelSettings {
@@ -44,16 +46,12 @@ pub(crate) struct SentinelTarget {
 }
 
 /// A Sentinel entry as a URL (`host:port` gets `redis://`).
-fn sentinel_url(s: &str) -> String {
+pub fn sentinel_url(s: &str) -> String {
     if s.contains("://") {
         s.to_string()
     } else {
         format!("redis://{s}")
     }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
 }
 
 impl Target {
