@@ -1,0 +1,559 @@
+//! docs/reference.md cannot drift from the config structs, in either direction, and
+//! docs/migrate.md names only keys that exist.
+//!
+//! How the accepted keys are enumerated: a recording serde `Deserializer` drives
+//! `raw::FileConfig::deserialize` itself. serde-derived structs hand their complete field list
+//! (renames applied, e.g. `type`) to `deserialize_struct`; the recorder answers every field
+//! with a sample value and descends into it, so every table and key the parser accepts is
+//! seen, whatever struct it lives in, with no list to keep by hand. `toml::Spanned<T>` is
+//! itself a struct with a private name (`$__serde_spanned_private_Spanned`) and three private
+//! fields; the recorder sees through it (answers start/end, descends into the value at the
+//! same path). `Option`, `Vec` and maps are passed through and give the key its TOML type
+//! (`string`, `integer`, `float`, `boolean`, `array of ...`, `table`). A new field of a kind
+//! the recorder cannot sample makes the walk fail loudly rather than skip it.
+//!
+//! Checks: (a) every recorded key is a row of reference.md under its table heading, with the
+//! recorded TOML type; (b) every row is a recorded key, and its example value, written as
+//! `key = EXAMPLE` in its table (plus the few keys a table needs to be valid at all), passes
+//! the daemon's full validation (`config::parse`, what `check-config` runs). migrate.md's
+//! `table.key` names must be recorded keys.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use mxguard::config::{self, raw::FileConfig};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+const SPANNED: &str = "$__serde_spanned_private_Spanned";
+
+/// What the walk found: tables (path -> is an array of tables) and leaf keys (path -> type).
+#[derive(Debug, Default)]
+struct Schema {
+    tables: BTreeMap<String, bool>,
+    keys: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct WalkError(String);
+
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for WalkError {}
+impl de::Error for WalkError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        WalkError(msg.to_string())
+    }
+}
+
+/// The recording deserializer, standing at one key path.
+#[derive(Clone)]
+struct Recorder {
+    path: String,
+    /// Inside an array: leaves become `array of T`, tables arrays of tables.
+    in_array: bool,
+    schema: Rc<RefCell<Schema>>,
+}
+
+impl Recorder {
+    fn leaf(&self, ty: &str) {
+        let ty = if self.in_array {
+            format!("array of {ty}")
+        } else {
+            ty.to_string()
+        };
+        self.schema.borrow_mut().keys.insert(self.path.clone(), ty);
+    }
+    fn child(&self, field: &str) -> Recorder {
+        Recorder {
+            path: if self.path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{}.{field}", self.path)
+            },
+            in_array: false,
+            schema: self.schema.clone(),
+        }
+    }
+}
+
+/// Feeds a struct's fields one by one, each value deserialised by a child recorder.
+struct Fields {
+    fields: std::slice::Iter<'static, &'static str>,
+    current: &'static str,
+    parent: Recorder,
+    spanned: bool,
+}
+
+impl<'de> MapAccess<'de> for Fields {
+    type Error = WalkError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, WalkError> {
+        match self.fields.next() {
+            None => Ok(None),
+            Some(f) => {
+                self.current = f;
+                seed.deserialize(de::value::BorrowedStrDeserializer::new(f))
+                    .map(Some)
+            }
+        }
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, WalkError> {
+        if self.spanned {
+            if self.current.ends_with("_value") {
+                seed.deserialize(self.parent.clone())
+            } else {
+                seed.deserialize(0u64.into_deserializer())
+            }
+        } else {
+            seed.deserialize(self.parent.child(self.current))
+        }
+    }
+}
+
+/// An array with one sample element.
+struct OneElement(Option<Recorder>);
+
+impl<'de> SeqAccess<'de> for OneElement {
+    type Error = WalkError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, WalkError> {
+        match self.0.take() {
+            None => Ok(None),
+            Some(r) => seed.deserialize(r).map(Some),
+        }
+    }
+}
+
+/// A map with no entries (a free-form table such as `[[limit]] overrides`).
+struct NoEntries;
+
+impl<'de> MapAccess<'de> for NoEntries {
+    type Error = WalkError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        _: K,
+    ) -> Result<Option<K::Value>, WalkError> {
+        Ok(None)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, _: V) -> Result<V::Value, WalkError> {
+        Err(WalkError("no values".into()))
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Recorder {
+    type Error = WalkError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, WalkError> {
+        Err(WalkError(format!(
+            "{}: a field type the recorder cannot sample (deserialize_any); teach it",
+            self.path
+        )))
+    }
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.leaf("boolean");
+        v.visit_bool(false)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.leaf("integer");
+        v.visit_i64(0)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.leaf("integer");
+        v.visit_u64(0)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.leaf("float");
+        v.visit_f64(0.0)
+    }
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.leaf("string");
+        v.visit_str("")
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.deserialize_str(v)
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        v.visit_some(self)
+    }
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        let element = Recorder {
+            in_array: true,
+            ..self
+        };
+        v.visit_seq(OneElement(Some(element)))
+    }
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, WalkError> {
+        self.leaf("table");
+        v.visit_map(NoEntries)
+    }
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, WalkError> {
+        let spanned = name == SPANNED;
+        if !spanned && !self.path.is_empty() {
+            self.schema
+                .borrow_mut()
+                .tables
+                .insert(self.path.clone(), self.in_array);
+        }
+        v.visit_map(Fields {
+            fields: fields.iter(),
+            current: "",
+            parent: self,
+            spanned,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i128 u8 u16 u32 u128 f32 char bytes byte_buf unit unit_struct
+        newtype_struct tuple tuple_struct enum identifier ignored_any
+    }
+}
+
+/// Every table and key `FileConfig` accepts.
+fn schema() -> Schema {
+    let schema = Rc::new(RefCell::new(Schema::default()));
+    let root = Recorder {
+        path: String::new(),
+        in_array: false,
+        schema: schema.clone(),
+    };
+    FileConfig::deserialize(root).unwrap_or_else(|e| panic!("walking FileConfig: {e}"));
+    Rc::try_unwrap(schema).unwrap().into_inner()
+}
+
+fn docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+/// One documented key.
+#[derive(Debug)]
+struct Row {
+    line: usize,
+    ty: String,
+    example: String,
+}
+
+/// reference.md: table headings (`## `[name]`` / `## `[[name]]``, name -> array) and rows
+/// `| `key` | type | default | allowed | example | meaning |` under them.
+fn reference() -> (BTreeMap<String, bool>, BTreeMap<String, Row>) {
+    let text = std::fs::read_to_string(docs().join("reference.md")).unwrap();
+    let mut tables = BTreeMap::new();
+    let mut rows = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if let Some(h) = line.strip_prefix("## ") {
+            current = None;
+            if let Some(name) = h
+                .strip_prefix("`[[")
+                .and_then(|r| r.split_once("]]`"))
+                .map(|(a, _)| a)
+            {
+                assert!(
+                    tables.insert(name.to_string(), true).is_none(),
+                    "line {n}: {name} twice"
+                );
+                current = Some(name.to_string());
+            } else if let Some(name) = h
+                .strip_prefix("`[")
+                .and_then(|r| r.split_once("]`"))
+                .map(|(a, _)| a)
+            {
+                assert!(
+                    tables.insert(name.to_string(), false).is_none(),
+                    "line {n}: {name} twice"
+                );
+                current = Some(name.to_string());
+            }
+            continue;
+        }
+        let Some(table) = &current else { continue };
+        if !line.starts_with("| `") {
+            continue;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 8, "reference.md:{n}: expected 6 cells: {line}");
+        let key = cells[1].trim_matches('`');
+        let example = cells[5];
+        assert!(
+            example.len() >= 2 && example.starts_with('`') && example.ends_with('`'),
+            "reference.md:{n}: the example of `{key}` must be one `TOML value`: {example}"
+        );
+        let full = format!("{table}.{key}");
+        let row = Row {
+            line: n,
+            ty: cells[2].to_string(),
+            example: example[1..example.len() - 1].to_string(),
+        };
+        assert!(
+            rows.insert(full.clone(), row).is_none(),
+            "reference.md:{n}: {full} twice"
+        );
+    }
+    (tables, rows)
+}
+
+/// The TOML type a documented type names: durations, rates, paths, actions, addresses and
+/// networks are strings.
+fn toml_type(doc: &str) -> String {
+    let base = |t: &str| -> String {
+        match t {
+            "string" | "strings" | "duration" | "durations" | "rate" | "rates" | "path"
+            | "paths" | "action" | "address" | "addresses" | "network" | "networks" => {
+                "string".into()
+            }
+            "integer" | "integers" => "integer".into(),
+            "float" | "floats" => "float".into(),
+            other => other.into(),
+        }
+    };
+    match doc.strip_prefix("array of ") {
+        Some(t) => format!("array of {}", base(t)),
+        None => base(doc),
+    }
+}
+
+#[test]
+fn every_accepted_key_is_documented_with_its_type() {
+    let s = schema();
+    // Sanity: the walk sees through Spanned, renames, nesting, arrays of tables and maps.
+    assert_eq!(s.keys.get("store.type").map(String::as_str), Some("string"));
+    assert_eq!(
+        s.keys.get("policy.listen").map(String::as_str),
+        Some("array of string")
+    );
+    assert_eq!(
+        s.keys
+            .get("jail.bantime_increment.factor")
+            .map(String::as_str),
+        Some("float")
+    );
+    assert_eq!(
+        s.keys.get("limit.overrides").map(String::as_str),
+        Some("table")
+    );
+    assert_eq!(s.tables.get("jail"), Some(&true));
+    assert_eq!(s.tables.get("dnsbl"), Some(&false));
+    assert!(s.keys.len() > 150, "{}", s.keys.len());
+
+    let (tables, rows) = reference();
+    let top: BTreeMap<&String, &bool> = s.tables.iter().filter(|(k, _)| !k.contains('.')).collect();
+    let doc_tables: BTreeMap<&String, &bool> = tables.iter().collect();
+    assert_eq!(
+        top, doc_tables,
+        "reference.md's table headings (name, [[array]]) vs the parser's"
+    );
+    let mut missing = Vec::new();
+    for (key, ty) in &s.keys {
+        match rows.get(key) {
+            None => missing.push(key.clone()),
+            Some(row) => assert_eq!(
+                toml_type(&row.ty),
+                *ty,
+                "reference.md:{}: {key} is documented as `{}`, the parser takes {ty}",
+                row.line,
+                row.ty
+            ),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys the parser accepts but reference.md does not document: {missing:#?}"
+    );
+}
+
+fn corpus_filters() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/fail2ban/config")
+}
+
+/// The keys a table needs before any other key of it validates (a `[[jail]]` needs a name,
+/// a filter and a log; Redis keys need `type = "redis"`), as `key = value` lines.
+fn context(table: &str, key: &str) -> Vec<(String, String)> {
+    let filters = format!("{:?}", corpus_filters().display().to_string());
+    let lines: Vec<(&str, String)> = match table {
+        "jail" => vec![
+            ("name", "\"sshd-like\"".into()),
+            ("filter", "\"postfix\"".into()),
+            ("filter_dir", filters),
+            ("logpath", "[\"/var/log/mail.log\"]".into()),
+        ],
+        "action" => vec![("name", "\"fw\"".into()), ("type", "\"nftables\"".into())],
+        "limit" => vec![
+            ("name", "\"per-user\"".into()),
+            ("key", "[\"sasl_username\"]".into()),
+            ("count", "\"messages\"".into()),
+            ("rate", "[\"100/1h\"]".into()),
+        ],
+        "dnsbl" => vec![("sites", "[\"zen.spamhaus.org*2\"]".into())],
+        "store" if !matches!(key, "path" | "expire_interval" | "type") => vec![
+            ("type", "\"redis\"".into()),
+            ("url", "\"redis://127.0.0.1:6379\"".into()),
+        ],
+        _ => vec![],
+    };
+    let mut out: Vec<(String, String)> = lines
+        .into_iter()
+        .filter(|(k, _)| *k != key)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    // Per-key needs.
+    match (table, key) {
+        ("store", "master_name") => out.push(("sentinels".into(), "[\"127.0.0.1:26379\"]".into())),
+        ("store", "sentinels") => out.push(("master_name".into(), "\"mymaster\"".into())),
+        ("action", "ban" | "unban") => {
+            out.retain(|(k, _)| k != "type");
+            out.push(("type".into(), "\"command\"".into()));
+            if key == "unban" {
+                out.push(("ban".into(), "[\"/bin/true\", \"<ip>\"]".into()));
+            }
+        }
+        ("action", "set4" | "set6") => {
+            out.retain(|(k, _)| k != "type");
+            out.push(("type".into(), "\"ipset\"".into()));
+        }
+        ("jail", "journalmatch") => out.retain(|(k, _)| k != "logpath"),
+        ("jail", "filter_dir") => {
+            // The example names the system directory; the filter is then given as a path.
+            out.retain(|(k, _)| k != "filter");
+            let f = corpus_filters().join("filter.d/postfix.conf");
+            out.push(("filter".into(), format!("{:?}", f.display().to_string())));
+        }
+        ("limit", "ipv4_prefix" | "ipv6_prefix") => {
+            out.retain(|(k, _)| k != "key");
+            out.push(("key".into(), "[\"client_prefix\"]".into()));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Keys whose example names files that validation reads (relative to the config's directory).
+const FILE_KEYS: [&str; 4] = [
+    "greylist.whitelist_clients",
+    "greylist.whitelist_recipients",
+    "limit.overrides_file",
+    "account.sender_login_map",
+];
+
+#[test]
+fn every_documented_key_is_accepted_with_its_example() {
+    let s = schema();
+    let (tables, rows) = reference();
+    let mut unknown = Vec::new();
+    let mut refused = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (full, row) in &rows {
+        if !s.keys.contains_key(full) {
+            unknown.push(format!("reference.md:{}: {full}", row.line));
+            continue;
+        }
+        let (table, key) = full.split_once('.').unwrap();
+        let header = if tables[table] {
+            format!("[[{table}]]")
+        } else {
+            format!("[{table}]")
+        };
+        // Keys naming actions: define the action the example names.
+        let mut text = if key == "action" && matches!(table, "jail" | "bans") {
+            "[[action]]\nname = \"nftables\"\ntype = \"nftables\"\n\n".to_string()
+        } else {
+            String::new()
+        };
+        text.push_str(&format!("{header}\n"));
+        for (k, v) in context(table, key) {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        text.push_str(&format!("{key} = {}\n", row.example));
+        // Keys naming files the validation reads: create them (empty) beside the config.
+        if FILE_KEYS.contains(&full.as_str()) {
+            let v: toml::Value = toml::from_str(&format!("v = {}", row.example)).unwrap();
+            let names = match &v["v"] {
+                toml::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect(),
+                other => vec![other.as_str().unwrap().to_string()],
+            };
+            for n in names {
+                std::fs::write(dir.path().join(n), "").unwrap();
+            }
+        }
+        if let Err(e) = config::parse("reference.toml", &text, Some(dir.path())) {
+            refused.push(format!("reference.md:{}: {full}:\n{text}{e}\n", row.line));
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "documented keys the parser does not accept: {unknown:#?}"
+    );
+    assert!(
+        refused.is_empty(),
+        "examples the validation refuses:\n{}",
+        refused.join("\n")
+    );
+}
+
+/// `table.key` names in backticks whose first part is a config table.
+fn named_keys(text: &str, tables: &BTreeSet<String>) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for (j, part) in line.split('`').enumerate() {
+            if j % 2 == 0 {
+                continue;
+            }
+            let Some((first, _)) = part.split_once('.') else {
+                continue;
+            };
+            let ok = part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+            if ok && tables.contains(first) {
+                out.push((i + 1, part.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn keys_named_in_the_migration_guide_exist() {
+    let s = schema();
+    let top: BTreeSet<String> = s
+        .tables
+        .keys()
+        .filter(|k| !k.contains('.'))
+        .cloned()
+        .collect();
+    let text = std::fs::read_to_string(docs().join("migrate.md")).unwrap();
+    let named = named_keys(&text, &top);
+    assert!(
+        named.len() > 40,
+        "migrate.md names only {} keys",
+        named.len()
+    );
+    let bad: Vec<String> = named
+        .iter()
+        .filter(|(_, k)| !s.keys.contains_key(k) && !s.tables.contains_key(k))
+        .map(|(n, k)| format!("migrate.md:{n}: {k}"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "migrate.md names keys mxguard does not have: {bad:#?}"
+    );
+}
