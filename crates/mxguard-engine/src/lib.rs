@@ -17,6 +17,7 @@ pub mod helo;
 pub mod jail;
 pub mod limits;
 pub mod lists;
+pub mod observe;
 pub mod policy;
 pub mod prepend;
 pub mod request;

@@ -125,6 +125,14 @@ impl Policy {
         self
     }
 
+    /// Tells `observer` what the checks find (limit breaches, SPF results, DNSBL scores),
+    /// for metrics ([`crate::observe`]).
+    pub fn with_observer(mut self, observer: Arc<dyn crate::observe::Observer>) -> Self {
+        self.guard.observer = observer.clone();
+        self.checks.observer = observer;
+        self
+    }
+
     /// The settings this policy runs with.
     pub fn settings(&self) -> &PolicySettings {
         &self.settings

@@ -226,6 +226,8 @@ pub struct Checked {
 pub struct SenderChecks {
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) timer: Arc<dyn Timer>,
+    /// Told of SPF results and DNSBL scores (metrics).
+    pub(crate) observer: Arc<dyn crate::observe::Observer>,
     memo: Mutex<MessageMemo>,
 }
 
@@ -234,6 +236,7 @@ impl Default for SenderChecks {
         SenderChecks {
             resolver: Arc::new(NoResolver),
             timer: Arc::new(NoTimer),
+            observer: Arc::new(crate::observe::NoObserver),
             memo: Mutex::new(MessageMemo::default()),
         }
     }
@@ -320,6 +323,7 @@ impl SenderChecks {
             budget: s.budget,
         };
         let score = s.dnsbl.score(&bounded, ip).await;
+        self.observer.dnsbl_scored(&score);
         if !score.failed.is_empty() {
             tracing::debug!(client = %ip, lists = ?score.failed, "DNSBL lookups failed; counted as not listed");
         }
@@ -348,6 +352,11 @@ impl SenderChecks {
                     tracing::warn!(client = %req.client_ip, "SPF check exceeded its time budget");
                     s.policyd.timed_out(&m)
                 });
+                for (identity, o) in [("helo", &d.helo), ("mail_from", &d.mail_from)] {
+                    if let Some(o) = o {
+                        self.observer.spf_checked(identity, o.result);
+                    }
+                }
                 lock(&self.memo).remember(&req.instance, &d);
                 d
             }

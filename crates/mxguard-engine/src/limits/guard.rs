@@ -42,6 +42,8 @@ pub struct Guard {
     clock: Arc<dyn Clock>,
     instances: Instances,
     signals: Signals,
+    /// Told of every breach, by limit name (metrics).
+    pub(crate) observer: Arc<dyn crate::observe::Observer>,
 }
 
 /// One charge to make at END-OF-MESSAGE.
@@ -66,6 +68,7 @@ impl Guard {
             clock,
             instances: Instances::default(),
             signals: Signals::default(),
+            observer: Arc::new(crate::observe::NoObserver),
         }
     }
 
@@ -268,6 +271,7 @@ impl Guard {
         retry_after: u64,
     ) -> Result<Verdict, StoreError> {
         let action = l.breach_action(retry_after);
+        self.observer.limit_breached(&l.name);
         tracing::info!(
             limit = %l.name, client = %req.client_ip, sasl_username = req.sasl_username.as_deref().unwrap_or(""),
             sender = %req.sender, retry_after, action = action.kind(), "rate limit reached"
