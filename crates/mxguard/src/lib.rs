@@ -14,7 +14,8 @@
 //! - [`output::metrics`]: Prometheus counters and the `/metrics` endpoint;
 //! - [`store`]: state backends behind the engine's `Store` trait (embedded redb by default);
 //! - `audit`: checks Postfix and Dovecot configurations;
-//! - `dns`: the resolver behind the engine's DNS trait.
+//! - `dns`: the resolver behind the engine's DNS trait;
+//! - [`report`]: `mxguard report`, log analytics (text, JSON, HTML).
 
 pub mod audit;
 pub mod cli;
@@ -24,5 +25,6 @@ pub mod dns;
 pub mod input;
 pub mod jails;
 pub mod output;
+pub mod report;
 pub mod service;
 pub mod store;

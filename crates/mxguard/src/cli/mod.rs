@@ -30,6 +30,7 @@ pub mod audit;
 pub mod bans;
 pub mod check_config;
 pub mod greylist;
+pub mod report;
 pub mod serve;
 pub mod status;
 pub mod test_filter;
@@ -120,6 +121,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Test a fail2ban filter against a log file (replaces fail2ban-regex).
     TestFilter(test_filter::TestFilterArgs),
+    /// Log analytics: rejects by reason, auth failures, bans, account volume (text/JSON/HTML).
+    Report(report::ReportArgs),
     /// Ban an address or network now (recorded, then applied by the daemon's actions).
     Ban(bans::BanArgs),
     /// Lift a ban (or every ban with --all).
@@ -215,6 +218,7 @@ pub fn main() -> ExitCode {
         Command::Account(args) => account::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::TestFilter(args) => test_filter::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Ban(args) => bans::run_ban(&args),
         Command::Unban(args) => bans::run_unban(&args),
         Command::Bans(args) => bans::run_bans(&args),
