@@ -9,6 +9,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(postfix swaks iproute2 nftables ipset python3 procps dovecot-core dovecot-imapd systemd-journal-remote redis-server)
+# mxguard report: the HTML page is loaded in headless Chromium (scripts/it/report_html.sh).
+pkgs+=(chromium chromium-driver)
 
 [ "$(id -u)" = 0 ] || { echo "install-deps: must run as root" >&2; exit 1; }
 
