@@ -148,7 +148,7 @@ async fn connection(s: UnixStream, shared: &Shared) -> std::io::Result<()> {
 /// Executes one request.
 pub async fn handle(req: ControlRequest, shared: &Shared) -> ControlReply {
     match req {
-        ControlRequest::Status => status(shared).await,
+        ControlRequest::Status => crate::cli::status::daemon::status(shared).await,
         ControlRequest::Reload => match shared.reload() {
             Ok(()) => ControlReply::ok(json!({"reloaded": true})),
             Err(e) => ControlReply::err(format!("reload refused, old configuration kept:\n{e}")),
@@ -218,77 +218,6 @@ pub async fn handle(req: ControlRequest, shared: &Shared) -> ControlReply {
             }
         }
     }
-}
-
-async fn status(shared: &Shared) -> ControlReply {
-    let cfg = shared.config.load();
-    let counts = shared.store.counts().await;
-    let last_reload = shared
-        .last_reload
-        .lock()
-        .map(|r| r.clone())
-        .unwrap_or_else(|e| e.into_inner().clone());
-    let now = shared.clock.now();
-    let active = shared.bans.active_by_jail();
-    let jails: Vec<serde_json::Value> = match &shared.jails {
-        Some(j) => j
-            .runner
-            .lock()
-            .await
-            .status()
-            .into_iter()
-            .map(|s| {
-                json!({
-                    "name": s.name, "filter": s.filter, "source": s.source,
-                    "failures_pending": s.pending, "failures_total": s.failures,
-                    "ignored_total": s.ignored,
-                    "bans_active": active.get(&s.name).copied().unwrap_or(0),
-                })
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    ControlReply::ok(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": now.since(shared.started),
-        "config": cfg.source.as_ref().map(|p| p.display().to_string()),
-        "policy_listen": cfg.policy.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "default_action": cfg.policy.default_action.to_string(),
-        "greylist_enabled": cfg.greylist.is_some(),
-        "store": match &cfg.store.kind {
-            crate::config::StoreKind::Embedded(p) => json!({"type": "embedded", "path": p.display().to_string()}),
-            crate::config::StoreKind::Memory => json!({"type": "memory"}),
-            crate::config::StoreKind::Redis { prefix, sentinel, .. } => {
-                let h = shared.redis.as_ref();
-                let primary = h.and_then(|h| {
-                    h.primary
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone()
-                });
-                let n = |f: fn(&crate::store::redis::RedisHealth) -> u64| h.map(|h| f(h));
-                json!({
-                    "type": "redis", "prefix": prefix,
-                    "reachable": h.map(|h| !h.is_down()),
-                    "errors_total": n(|h| h.errors.load(std::sync::atomic::Ordering::Relaxed)),
-                    "outages_total": n(|h| h.outages.load(std::sync::atomic::Ordering::Relaxed)),
-                    "conflicts_total": n(|h| h.conflicts.load(std::sync::atomic::Ordering::Relaxed)),
-                    "sentinel": sentinel.as_ref().map(|s| json!({
-                        "master_name": s.master_name, "primary": primary,
-                    })),
-                })
-            }
-        },
-        "triplets": counts.as_ref().ok().map(|c| c.triplets),
-        "clients": counts.as_ref().ok().map(|c| c.clients),
-        "store_error": counts.as_ref().err().map(ToString::to_string),
-        "connections_open": shared.metrics.policy_connections_open.get(),
-        "store_errors_total": shared.metrics.store_errors.get(),
-        "last_reload": last_reload,
-        "jails": jails,
-        "bans_active": active.values().sum::<usize>(),
-        "log_lines_read": shared.metrics.jails.log_lines.get(),
-    }))
 }
 
 /// Client side: sends one request to the socket at `path` and reads the reply.

@@ -73,6 +73,8 @@ pub struct Shared {
     pub bans: Arc<crate::jails::BanManager>,
     /// The log jails, when `[[jail]]`s are configured.
     pub jails: Option<Arc<crate::jails::JailService>>,
+    /// The bound listeners, set once they are (for `mxguard status`).
+    pub listeners: std::sync::OnceLock<crate::cli::status::Listeners>,
 }
 
 /// The policy engine for `cfg`, with the DNS resolver when a check needs one and tokio's
@@ -82,10 +84,15 @@ fn build_engine(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     dns: &ResolverSlot,
+    metrics: &Metrics,
 ) -> Engine {
-    let engine = Engine::new(cfg.policy_settings(), store, clock).with_timer(Arc::new(TokioTimer));
+    let engine = Engine::new(cfg.policy_settings(), store, clock)
+        .with_timer(Arc::new(TokioTimer))
+        .with_observer(Arc::new(metrics.checks.clone()));
     if cfg.checks.use_dns() {
-        engine.with_resolver(dns.get(&cfg.checks.dns))
+        let resolver =
+            metrics::dns::InstrumentedResolver::new(dns.get(&cfg.checks.dns), metrics.dns.clone());
+        engine.with_resolver(Arc::new(resolver))
     } else {
         engine
     }
@@ -94,7 +101,13 @@ fn build_engine(
 impl Shared {
     fn live_for(&self, cfg: &Config) -> Live {
         Live {
-            engine: build_engine(cfg, self.store.clone(), self.clock.clone(), &self.dns),
+            engine: build_engine(
+                cfg,
+                self.store.clone(),
+                self.clock.clone(),
+                &self.dns,
+                &self.metrics,
+            ),
             default_action: cfg.policy.default_action.clone(),
             limits: cfg.policy.limits,
             idle_timeout: cfg.policy.idle_timeout,
@@ -287,8 +300,13 @@ impl Daemon {
             },
             None => open_store(&cfg, clock.clone()).await?,
         };
-        let store = opened.store.clone();
         let metrics = Arc::new(Metrics::with_redis(opened.redis.clone()));
+        // Every store operation is timed (mxguard_store_operation_*).
+        let store: Arc<dyn Store> = Arc::new(metrics::store::InstrumentedStore::new(
+            opened.store.clone(),
+            metrics.store.clone(),
+        ));
+        metrics.state.watch(store.clone());
         let config_path = opts.config_path.or_else(|| cfg.source.clone());
         let dns = ResolverSlot::new(opts.resolver);
         let actions = match opts.actions {
@@ -323,7 +341,7 @@ impl Daemon {
         };
         let shared = Arc::new(Shared {
             live: Arc::new(ArcSwap::from_pointee(Live {
-                engine: build_engine(&cfg, store.clone(), clock.clone(), &dns),
+                engine: build_engine(&cfg, store.clone(), clock.clone(), &dns, &metrics),
                 default_action: cfg.policy.default_action.clone(),
                 limits: cfg.policy.limits,
                 idle_timeout: cfg.policy.idle_timeout,
@@ -340,6 +358,7 @@ impl Daemon {
             dns,
             bans,
             jails,
+            listeners: std::sync::OnceLock::new(),
         });
         if let Some(e) = &shared.embedded {
             e.set_ban_retention(cfg.jails.bans.retention.as_secs());
@@ -351,7 +370,8 @@ impl Daemon {
         for addr in &cfg.policy.listen {
             listeners.push(Listener::bind(addr, cfg.policy.socket_mode).await?);
         }
-        let policy_addrs = listeners.iter().filter_map(Listener::local_addr).collect();
+        let policy_addrs: Vec<SocketAddr> =
+            listeners.iter().filter_map(Listener::local_addr).collect();
         let control = crate::control::bind(&cfg.control.socket).await?;
         let metrics_listener = match &cfg.metrics {
             Some(m) => Some(metrics::bind(m.listen).await?),
@@ -363,6 +383,12 @@ impl Daemon {
             None => None,
         };
         let auth_policy_addr = auth_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let _ = shared.listeners.set(crate::cli::status::Listeners::new(
+            &cfg,
+            &policy_addrs,
+            auth_policy_addr,
+            metrics_addr,
+        ));
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

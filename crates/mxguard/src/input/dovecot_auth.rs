@@ -288,7 +288,7 @@ async fn decide(
                 answer,
                 check: d.decided_by,
             };
-            m.requests.get_or_create(&labels).inc();
+            m.decided(&labels);
             Ok(out)
         }
         AuthPolicyCommand::Report => {
@@ -330,7 +330,7 @@ async fn decide(
                 answer: outcome,
                 check: "none",
             };
-            m.requests.get_or_create(&labels).inc();
+            m.decided(&labels);
             Ok(AuthPolicyReply::allow())
         }
     }

@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ListenAddr;
-use crate::output::metrics::{MalformedLabels, Metrics, RequestLabels};
+use crate::output::metrics::{MalformedLabels, Metrics};
 use crate::service::LiveHandle;
 
 /// A bound policy listener.
@@ -299,13 +299,7 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn count(ctx: &PolicyContext, reply: &ReplyAction, check: &'static str) {
-    ctx.metrics
-        .policy_requests
-        .get_or_create(&RequestLabels {
-            action: reply_kind(reply),
-            check,
-        })
-        .inc();
+    ctx.metrics.count_policy(reply_kind(reply), check);
 }
 
 /// Decides one well-formed request and appends the reply to `out`.

@@ -49,6 +49,11 @@ pub struct JailMetrics {
     pub action_errors: Family<ActionLabel, Counter>,
     pub store_errors: Counter,
     pub log_lines: Counter,
+    /// Lines (or ban events, for recidive) each jail's filter matched, copied from the
+    /// runner's per-jail counts after each batch.
+    pub matched: Family<JailLabel, Counter>,
+    /// Matches dropped by `ignoreip` / `ignoreself`, by jail.
+    pub ignored: Family<JailLabel, Counter>,
 }
 
 impl JailMetrics {
@@ -71,7 +76,26 @@ impl JailMetrics {
             "Log lines read by the log follower",
             m.log_lines.clone(),
         );
+        registry.register(
+            "log_lines_matched",
+            "Failures a jail's filter matched (log lines; ban events for recidive), by jail",
+            m.matched.clone(),
+        );
+        registry.register(
+            "log_lines_ignored",
+            "Matched failures dropped by ignoreip / ignoreself, by jail",
+            m.ignored.clone(),
+        );
         m
+    }
+
+    /// Copies the runner's per-jail totals into `matched` / `ignored`.
+    pub fn sync_jails(&self, status: &[JailStatus]) {
+        for s in status {
+            let l = Self::label(&s.name);
+            crate::output::metrics::catch_up(&self.matched.get_or_create(&l), s.failures);
+            crate::output::metrics::catch_up(&self.ignored.get_or_create(&l), s.ignored);
+        }
     }
 
     fn label(jail: &str) -> JailLabel {
@@ -222,6 +246,7 @@ pub async fn process_batch(svc: &JailService, batch: &[LogLine], now: i64) {
             let text = String::from_utf8_lossy(&l.bytes);
             decisions.extend(runner.line(&l.watches, &text, l.time, now, &mut weight));
         }
+        svc.bans.metrics().sync_jails(&runner.status());
     }
     apply(svc, decisions, now).await;
 }

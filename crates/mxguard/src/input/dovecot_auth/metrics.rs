@@ -51,6 +51,8 @@ pub struct AuthMetrics {
     pub alerts: Family<AlertLabels, Counter>,
     pub store_errors: Counter,
     pub tracked: Family<TrackedLabels, Gauge>,
+    /// Answers since start by (command, answer), for `mxguard status`.
+    pub answers: std::sync::Arc<crate::output::metrics::Tally<(&'static str, &'static str)>>,
 }
 
 impl AuthMetrics {
@@ -65,6 +67,7 @@ impl AuthMetrics {
             alerts: Family::default(),
             store_errors: Counter::default(),
             tracked: Family::default(),
+            answers: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("auth_policy");
         r.register(
@@ -103,5 +106,11 @@ impl AuthMetrics {
             m.tracked.clone(),
         );
         m
+    }
+
+    /// Counts one answered request.
+    pub fn decided(&self, labels: &DecisionLabels) {
+        self.requests.get_or_create(labels).inc();
+        self.answers.add((labels.command, labels.answer));
     }
 }

@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+pub mod daemon;
+
+pub use daemon::Listeners;
+
 use super::{ClientArgs, EXIT_FAILURE, EXIT_OK, runtime};
 use crate::control::{ControlRequest, request};
 

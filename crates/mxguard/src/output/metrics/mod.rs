@@ -1,13 +1,25 @@
 //! Prometheus metrics: the counters every service updates, and the optional HTTP endpoint
 //! (`[metrics] listen`) that serves them at `/metrics` in the text exposition format.
+//! docs/metrics.md is the catalogue (a test checks it against a scrape).
 //!
-//! Label values come from closed sets only (action kinds, engine `decided_by` names, decode
-//! error kinds), never from request data (DESIGN.md: no IP, user or sender as a label).
-//! Created once per process and kept across reloads.
+//! One [`Metrics`] per process, kept across reloads. The services own their parts and
+//! register them here: the policy listener (this file), the checks ([`checks`], fed by the
+//! engine's observer and by each verdict), the store wrapper ([`store`]), the DNS wrapper
+//! ([`dns`]), the auth policy (`input::dovecot_auth::metrics`), the jails
+//! (`jails::JailMetrics`) and Redis health ([`redis`]). Gauges of stored state (greylist
+//! entries, locked accounts) are read from the store at scrape time ([`state`]).
+//!
+//! Label values come from closed sets only (action kinds, engine `decided_by` names, names
+//! from the configuration), never from request data (DESIGN.md: no IP, user or sender).
+
+pub mod checks;
+pub mod dns;
+mod redis;
+pub mod state;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use axum::Router;
@@ -24,6 +36,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::store::redis::RedisHealth;
+use redis::RedisMetrics;
+pub use state::Tally;
 
 /// Labels of `mxguard_policy_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,11 +54,19 @@ pub struct MalformedLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `mxguard_config_reloads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
 /// All metrics of the daemon.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub policy_requests: Family<RequestLabels, Counter>,
+    /// Policy answers since start by action kind (for `mxguard status`).
+    pub policy_answers: Tally<&'static str>,
     pub policy_duration: Histogram,
     pub policy_malformed: Family<MalformedLabels, Counter>,
     pub policy_connections_open: Gauge,
@@ -57,86 +79,25 @@ pub struct Metrics {
     pub accounts_locked: Counter,
     /// `mxguard_bans_*`, `mxguard_jail_*`, `mxguard_log_*` (jails).
     pub jails: crate::jails::JailMetrics,
+    /// `mxguard_greylist_decisions_total`, `mxguard_limit_breaches_total`, `mxguard_spf_*`,
+    /// `mxguard_dnsbl_*`; also the engine's observer.
+    pub checks: checks::ChecksMetrics,
+    /// `mxguard_store_operation_*`.
+    pub store: store::StoreMetrics,
+    /// `mxguard_dns_*`.
+    pub dns: dns::DnsMetrics,
+    /// Gauges read from the store at scrape time.
+    pub state: state::StateGauges,
     /// `mxguard_store_redis_*`, when Redis is the store.
     redis: Option<RedisMetrics>,
 }
 
-/// The Redis store's health, copied from its counters at each scrape.
-#[derive(Debug)]
-struct RedisMetrics {
-    health: Arc<RedisHealth>,
-    up: Gauge,
-    operations: Counter,
-    errors: Counter,
-    outages: Counter,
-    conflicts: Counter,
-}
-
-impl RedisMetrics {
-    fn register(registry: &mut Registry, health: Arc<RedisHealth>) -> Self {
-        let m = RedisMetrics {
-            health,
-            up: Gauge::default(),
-            operations: Counter::default(),
-            errors: Counter::default(),
-            outages: Counter::default(),
-            conflicts: Counter::default(),
-        };
-        registry.register(
-            "store_redis_up",
-            "1 while the Redis store answers, 0 during an outage (checks fail open)",
-            m.up.clone(),
-        );
-        registry.register(
-            "store_redis_operations",
-            "Operations sent to Redis, each one round trip (command, script or pipeline)",
-            m.operations.clone(),
-        );
-        registry.register(
-            "store_redis_errors",
-            "Redis operations that failed or timed out",
-            m.errors.clone(),
-        );
-        registry.register(
-            "store_redis_outages",
-            "Times the Redis store went from answering to failing",
-            m.outages.clone(),
-        );
-        registry.register(
-            "store_redis_conflicts",
-            "Updates computed again because another host wrote the same key first",
-            m.conflicts.clone(),
-        );
-        m
-    }
-
-    fn sync(&self) {
-        self.up.set(i64::from(!self.health.is_down()));
-        catch_up(
-            &self.operations,
-            self.health.operations.load(Ordering::Relaxed),
-        );
-        catch_up(&self.errors, self.health.errors.load(Ordering::Relaxed));
-        catch_up(&self.outages, self.health.outages.load(Ordering::Relaxed));
-        catch_up(
-            &self.conflicts,
-            self.health.conflicts.load(Ordering::Relaxed),
-        );
-    }
-}
-
 /// Raises `c` to `total` (counters kept elsewhere, copied at scrape time).
-fn catch_up(c: &Counter, total: u64) {
+pub(crate) fn catch_up(c: &Counter, total: u64) {
     let seen = c.get();
     if total > seen {
         c.inc_by(total - seen);
     }
-}
-
-/// Labels of `mxguard_config_reloads_total`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReloadLabels {
-    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -153,7 +114,18 @@ impl Metrics {
     /// The metrics, with the `mxguard_store_redis_*` family when `redis` is the store's
     /// health.
     pub fn with_redis(redis: Option<Arc<RedisHealth>>) -> Self {
+        dns::cache::install();
         let mut registry = Registry::with_prefix("mxguard");
+        let info = Family::<state::BuildLabels, Gauge>::default();
+        info.get_or_create(&state::BuildLabels {
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the label is the running mxguard version",
+            info,
+        );
         let policy_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "policy_requests",
@@ -207,12 +179,17 @@ impl Metrics {
             accounts_locked.clone(),
         );
         let jails = crate::jails::JailMetrics::register(&mut registry);
+        let checks = checks::ChecksMetrics::register(&mut registry);
+        let store = store::StoreMetrics::register(&mut registry);
+        let dns = dns::DnsMetrics::register(&mut registry);
+        let state = state::StateGauges::register(&mut registry);
         let redis = redis.map(|h| RedisMetrics::register(&mut registry, h));
         Metrics {
             jails,
             redis,
             registry,
             policy_requests,
+            policy_answers: Tally::default(),
             policy_duration,
             policy_malformed,
             policy_connections_open,
@@ -221,10 +198,24 @@ impl Metrics {
             reloads,
             auth_policy,
             accounts_locked,
+            checks,
+            store,
+            dns,
+            state,
         }
     }
 
-    /// The text exposition of every metric.
+    /// Counts one policy answer: `action` is the reply's kind, `check` what decided.
+    pub fn count_policy(&self, action: &'static str, check: &'static str) {
+        self.policy_requests
+            .get_or_create(&RequestLabels { action, check })
+            .inc();
+        self.policy_answers.add(action);
+        self.checks.verdict(action, check);
+    }
+
+    /// The text exposition of every metric. Counters kept elsewhere are copied in first;
+    /// the stored-state gauges hold what the last [`state::StateGauges::refresh`] read.
     pub fn encode(&self) -> String {
         catch_up(
             &self.accounts_locked,
@@ -233,6 +224,7 @@ impl Metrics {
         if let Some(r) = &self.redis {
             r.sync();
         }
+        self.dns.sync();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -241,6 +233,7 @@ impl Metrics {
 }
 
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    m.state.refresh().await;
     (
         StatusCode::OK,
         [(
