@@ -46,7 +46,11 @@ fn ip(b: &[u8]) -> Option<IpAddr> {
 fn field<'a>(h: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let v = after(h, key)?;
     if let Some(rest) = v.strip_prefix(b"<") {
-        return Some(until(rest, b'>'));
+        // `user=<a>b>, method=`: up to the `>` that ends the field, as `<`/`>` may be inside.
+        return Some(match find(rest, b">, ") {
+            Some(i) => &rest[..i],
+            None => until(rest, b'>'),
+        });
     }
     let end = v
         .iter()

@@ -14,8 +14,8 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
-/// A table: `head` then `rows`; columns after the first are right-aligned.
-fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+/// A table: `head` then `rows`; columns from `numeric_from` on are right-aligned.
+fn table(out: &mut String, head: &[&str], rows: &[Vec<String>], numeric_from: usize) {
     let n = head.len();
     let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -27,11 +27,13 @@ fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
         let mut s = String::from("  ");
         for (i, c) in cells.iter().enumerate().take(n) {
             let pad = w[i].saturating_sub(c.chars().count());
-            if i == 0 {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if i < numeric_from {
                 s.push_str(c);
                 s.push_str(&" ".repeat(pad));
             } else {
-                s.push_str("  ");
                 s.push_str(&" ".repeat(pad));
                 s.push_str(c);
             }
@@ -57,7 +59,7 @@ fn counts(out: &mut String, title: &str, what: &str, v: &[Count]) {
         .iter()
         .map(|c| vec![clean(&c.name), c.count.to_string()])
         .collect();
-    table(out, &[what, "count"], &rows);
+    table(out, &[what, "count"], &rows, 1);
 }
 
 fn bytes(b: u64) -> String {
@@ -121,14 +123,15 @@ pub fn render(s: &Summary) -> String {
         vec!["received".to_owned(), m.received.to_string()],
         vec!["delivered".to_owned(), m.delivered.to_string()],
         vec!["bounced".to_owned(), m.bounced.to_string()],
+        vec!["rejected".to_owned(), m.rejected.to_string()],
         vec![
-            "rejected".to_owned(),
-            format!("{} ({} temporary)", m.rejected, m.rejected_temporary),
+            "  temporary (4xx)".to_owned(),
+            m.rejected_temporary.to_string(),
         ],
         vec!["deferred".to_owned(), m.deferred.to_string()],
         vec!["held".to_owned(), m.held.to_string()],
     ];
-    table(&mut o, &["", "count"], &rows);
+    table(&mut o, &["", "count"], &rows, 1);
 
     counts(&mut o, "Rejects by reason", "reason", &s.rejects_by_reason);
     counts(
@@ -209,6 +212,7 @@ pub fn render(s: &Summary) -> String {
                 &mut o,
                 &["account", "limit", "window", "used", "allowed", "use"],
                 &rows,
+                3,
             );
         }
     }
@@ -232,7 +236,7 @@ pub fn render(s: &Summary) -> String {
                 ]
             })
             .collect();
-        table(&mut o, &["time", "event", "account", "detail"], &rows);
+        table(&mut o, &["time", "event", "account", "detail"], &rows, 4);
     }
 
     let se = &s.series;
