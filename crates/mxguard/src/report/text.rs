@@ -185,6 +185,7 @@ pub fn render(s: &Summary) -> String {
             &mut o,
             &["account", "messages", "recipients", "size"],
             &rows,
+            1,
         );
     }
     if let Some(q) = &s.quotas {
