@@ -1,10 +1,14 @@
-//! `mxguard status`: asks the running daemon over the control socket and prints its state.
+//! `mxguard status`: asks the running daemon over the control socket and prints its state:
+//! version, uptime, config file, listeners, store health, jails, counters since start.
+//! `--json` prints the daemon's reply as is ([`daemon`] builds it, its keys are a contract);
+//! the text form is [`text::render`].
 
 use std::process::ExitCode;
 
 use clap::Args;
 
 pub mod daemon;
+pub mod text;
 
 pub use daemon::Listeners;
 
@@ -35,49 +39,12 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let reply = runtime()?.block_on(request(&socket, &ControlRequest::Status))?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&reply)?);
-    } else if reply.ok
-        && let Some(obj) = reply.data.as_object()
-    {
-        for (k, v) in obj {
-            if k == "jails" {
-                print_jails(v);
-                continue;
-            }
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            outln!("{k}: {v}");
-        }
+    } else if reply.ok {
+        out!("{}", text::render(&reply.data));
     }
     if !reply.ok {
         eprintln!("mxguard: error: {}", reply.error.unwrap_or_default());
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     Ok(ExitCode::from(EXIT_OK))
-}
-
-/// The jails as `fail2ban-client status` users know them.
-fn print_jails(v: &serde_json::Value) {
-    let Some(list) = v.as_array() else { return };
-    if list.is_empty() {
-        outln!("jails: none");
-        return;
-    }
-    outln!("jails:");
-    for j in list {
-        outln!(
-            "  {}: filter {}, {}",
-            j["name"].as_str().unwrap_or("?"),
-            j["filter"].as_str().unwrap_or("(ban events)"),
-            j["source"].as_str().unwrap_or("")
-        );
-        outln!(
-            "    currently failed {}, total failed {}, ignored {}, currently banned {}",
-            j["failures_pending"],
-            j["failures_total"],
-            j["ignored_total"],
-            j["bans_active"]
-        );
-    }
 }
