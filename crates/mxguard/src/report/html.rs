@@ -277,6 +277,6 @@ pub fn render(s: &Summary) -> String {
         }
         o.push_str("</pre>");
     }
-    let _ = write!(o, "<script>{JS}</script></body></html>\n");
+    let _ = writeln!(o, "<script>{JS}</script></body></html>");
     o
 }

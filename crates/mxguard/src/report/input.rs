@@ -83,8 +83,7 @@ impl Progress {
         }
         let mb = |b: u64| b as f64 / 1e6;
         let mut err = std::io::stderr().lock();
-        if self.total > 0 {
-            let pct = (done.min(self.total) * 100 / self.total).min(100);
+        if let Some(pct) = (done.min(self.total) * 100).checked_div(self.total) {
             if pct == self.shown {
                 return;
             }

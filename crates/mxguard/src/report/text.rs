@@ -273,14 +273,9 @@ fn spark(v: &[u32]) -> String {
     let total: u64 = sums.iter().sum();
     let s: String = sums
         .iter()
-        .map(|x| {
-            if *x == 0 {
-                ' '
-            } else if max == 0 {
-                BARS[0]
-            } else {
-                BARS[((x * 7) / max) as usize]
-            }
+        .map(|x| match (x * 7).checked_div(max) {
+            Some(k) if *x > 0 => BARS[k as usize],
+            _ => ' ',
         })
         .collect();
     format!("|{s}| total {total}, max {max}")
