@@ -299,7 +299,11 @@ fn reference() -> (BTreeMap<String, bool>, BTreeMap<String, Row>) {
         let row = Row {
             line: n,
             ty: cells[2].to_string(),
-            example: example[1..example.len() - 1].to_string(),
+            example: example
+                .strip_prefix('`')
+                .and_then(|e| e.strip_suffix('`'))
+                .unwrap_or_default()
+                .to_string(),
         };
         assert!(
             rows.insert(full.clone(), row).is_none(),
