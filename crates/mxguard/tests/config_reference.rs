@@ -15,8 +15,9 @@
 //! Checks: (a) every recorded key is a row of reference.md under its table heading, with the
 //! recorded TOML type; (b) every row is a recorded key, and its example value, written as
 //! `key = EXAMPLE` in its table (plus the few keys a table needs to be valid at all), passes
-//! the daemon's full validation (`config::parse`, what `check-config` runs). migrate.md's
-//! `table.key` names must be recorded keys.
+//! the daemon's full validation (`config::parse`, what `check-config` runs); (c) a default
+//! written as one TOML value is the built-in one (the validated config is the same with
+//! `key = DEFAULT` as without the key). migrate.md's `table.key` names must be recorded keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::cell::RefCell;
@@ -246,6 +247,8 @@ fn docs() -> PathBuf {
 struct Row {
     line: usize,
     ty: String,
+    /// The default cell when it is exactly one `TOML value`.
+    default: Option<String>,
     example: String,
 }
 
@@ -296,9 +299,15 @@ fn reference() -> (BTreeMap<String, bool>, BTreeMap<String, Row>) {
             "reference.md:{n}: the example of `{key}` must be one `TOML value`: {example}"
         );
         let full = format!("{table}.{key}");
+        let one_value = |c: &str| {
+            let v = c.strip_prefix('`')?.strip_suffix('`')?;
+            let is_value = toml::from_str::<toml::Table>(&format!("v = {v}")).is_ok();
+            (!v.contains('`') && is_value).then(|| v.to_string())
+        };
         let row = Row {
             line: n,
             ty: cells[2].to_string(),
+            default: one_value(cells[3]),
             example: example
                 .strip_prefix('`')
                 .and_then(|e| e.strip_suffix('`'))
@@ -455,6 +464,29 @@ const FILE_KEYS: [&str; 4] = [
     "account.sender_login_map",
 ];
 
+/// `[table]` (or `[[table]]`) with the keys `key` needs, then `key = value` when given.
+fn snippet(tables: &BTreeMap<String, bool>, full: &str, value: Option<&str>) -> String {
+    let (table, key) = full.split_once('.').unwrap();
+    // Keys naming actions: define the action the example names.
+    let mut text = if key == "action" && matches!(table, "jail" | "bans") {
+        "[[action]]\nname = \"nftables\"\ntype = \"nftables\"\n\n".to_string()
+    } else {
+        String::new()
+    };
+    if tables[table] {
+        text.push_str(&format!("[[{table}]]\n"));
+    } else {
+        text.push_str(&format!("[{table}]\n"));
+    }
+    for (k, v) in context(table, key) {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    if let Some(v) = value {
+        text.push_str(&format!("{key} = {v}\n"));
+    }
+    text
+}
+
 #[test]
 fn every_documented_key_is_accepted_with_its_example() {
     let s = schema();
@@ -467,23 +499,7 @@ fn every_documented_key_is_accepted_with_its_example() {
             unknown.push(format!("reference.md:{}: {full}", row.line));
             continue;
         }
-        let (table, key) = full.split_once('.').unwrap();
-        let header = if tables[table] {
-            format!("[[{table}]]")
-        } else {
-            format!("[{table}]")
-        };
-        // Keys naming actions: define the action the example names.
-        let mut text = if key == "action" && matches!(table, "jail" | "bans") {
-            "[[action]]\nname = \"nftables\"\ntype = \"nftables\"\n\n".to_string()
-        } else {
-            String::new()
-        };
-        text.push_str(&format!("{header}\n"));
-        for (k, v) in context(table, key) {
-            text.push_str(&format!("{k} = {v}\n"));
-        }
-        text.push_str(&format!("{key} = {}\n", row.example));
+        let text = snippet(&tables, full, Some(&row.example));
         // Keys naming files the validation reads: create them (empty) beside the config.
         if FILE_KEYS.contains(&full.as_str()) {
             let v: toml::Value = toml::from_str(&format!("v = {}", row.example)).unwrap();
@@ -510,6 +526,89 @@ fn every_documented_key_is_accepted_with_its_example() {
         refused.is_empty(),
         "examples the validation refuses:\n{}",
         refused.join("\n")
+    );
+}
+
+/// A documented default written as one TOML value is the built-in default: the validated
+/// configuration with `key = DEFAULT` is the one without the key.
+#[test]
+fn documented_defaults_are_the_built_in_ones() {
+    let (tables, rows) = reference();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (full, row) in &rows {
+        let Some(default) = &row.default else {
+            continue;
+        };
+        // A nested key's default is compared within its table (`bantime_increment = {}`).
+        let parent = full
+            .rsplit_once('.')
+            .map(|(p, _)| p)
+            .filter(|p| p.contains('.'));
+        // The validated config's Debug text, as a sorted list of its words: maps inside it
+        // (HashMap) print in a random order, every value still shows as a word.
+        let parse = |t: &str| match config::parse("reference.toml", t, None) {
+            Ok(c) => {
+                let text = format!("{c:?}");
+                let mut words: Vec<&str> = text
+                    .split(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '.'))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                words.sort_unstable();
+                words.join(" ")
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        // The default state directory and control socket depend on what is writable at the
+        // moment (a probe file that parallel tests race on): pin them, except in the table
+        // under test.
+        let pin = |mut text: String| {
+            let dir = std::env::temp_dir().join("mxguard-reference");
+            let (table, key) = full.split_once('.').unwrap();
+            match table {
+                "store" if key != "path" => {
+                    text = text.replacen(
+                        "[store]\n",
+                        &format!("[store]\npath = {:?}\n", dir.display().to_string()),
+                        1,
+                    )
+                }
+                "store" => {}
+                _ => text.insert_str(
+                    0,
+                    &format!("[store]\npath = {:?}\n\n", dir.display().to_string()),
+                ),
+            }
+            if table != "control" {
+                let sock = dir.join("control.sock").display().to_string();
+                text.insert_str(0, &format!("[control]\nsocket = {sock:?}\n\n"));
+            }
+            text
+        };
+        let with = parse(&pin(snippet(&tables, full, Some(default))));
+        let mut without = pin(snippet(&tables, full, None));
+        if let Some(p) = parent {
+            let (_, inner) = p.split_once('.').unwrap();
+            without.push_str(&format!("{inner} = {{}}\n"));
+        }
+        let without = parse(&without);
+        checked += 1;
+        if with != without || with.starts_with("error") {
+            wrong.push(format!(
+                "reference.md:{}: {full} = {default}: {}",
+                row.line,
+                if with.starts_with("error") {
+                    &with
+                } else {
+                    "differs from leaving it out"
+                }
+            ));
+        }
+    }
+    assert!(checked > 100, "only {checked} defaults checked");
+    assert!(
+        wrong.is_empty(),
+        "documented defaults that are not the built-in ones: {wrong:#?}"
     );
 }
 
