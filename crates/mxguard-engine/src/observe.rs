@@ -15,6 +15,13 @@ use crate::spf::SpfResult;
 /// Receives the chain's findings (see module docs). Called on the request path: keep it
 /// cheap and non-blocking.
 pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Greylisting decided a request: `"deferred"`, `"passed"` (retried after the delay, or
+    /// passed before), `"awl"` (auto-whitelisted client) or `"whitelisted"` (whitelist
+    /// files). Reported even when the reply carries another check's header.
+    fn greylisted(&self, result: &'static str) {
+        let _ = result;
+    }
+
     /// The limit named `limit` (`[[limit]] name`) refused a request.
     fn limit_breached(&self, limit: &str) {
         let _ = limit;
@@ -47,6 +54,7 @@ mod tests {
     #[test]
     fn the_default_observer_accepts_every_event() {
         let o: &dyn Observer = &NoObserver;
+        o.greylisted("deferred");
         o.limit_breached("per_user");
         o.spf_checked("helo", SpfResult::Pass);
         o.dnsbl_scored(&DnsblScore {

@@ -265,7 +265,10 @@ impl Policy {
             }
             let domain = checked.verified_domain.as_deref();
             return match self.greylist(gl, req, domain, &pre).await {
-                Ok(v) => v,
+                Ok(v) => {
+                    self.observe_greylist(&v);
+                    v
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "greylist store failed; failing open");
                     Verdict::new(Action::Dunno, STORE_ERROR)
@@ -367,6 +370,17 @@ impl Policy {
             ));
         }
         Ok(Verdict::new(Action::Dunno, "greylist"))
+    }
+
+    /// Tells the observer what greylisting decided.
+    fn observe_greylist(&self, v: &Verdict) {
+        let result = match (v.decided_by, &v.action) {
+            ("greylist", Action::DeferIfPermit(_)) => "deferred",
+            ("greylist_awl", _) => "awl",
+            ("greylist_whitelist", _) => "whitelisted",
+            _ => "passed",
+        };
+        self.checks.observer.greylisted(result);
     }
 
     fn new_instance(&self, instance: &str) -> bool {

@@ -100,6 +100,10 @@ impl AuthMetrics {
             "Store failures on the auth-policy path (answered allow: fail-open)",
             m.store_errors.clone(),
         );
+        // Known kinds exist from the start (at 0 until the first expiry pass).
+        for kind in ["ip", "prefix", "login", "login_ip"] {
+            m.tracked.get_or_create(&TrackedLabels { kind }).set(0);
+        }
         r.register(
             "tracked_keys",
             "Keys held in memory by the brute-force counters, by kind (updated every expiry pass)",

@@ -1,11 +1,11 @@
-//! Metrics of the policy checks: greylist decisions (read off each verdict), limit
-//! breaches, SPF results and DNSBL scores (heard through the engine's
-//! [`mxguard_engine::observe::Observer`], which [`ChecksMetrics`] implements).
+//! Metrics of the policy checks: greylist decisions, limit breaches, SPF results and DNSBL
+//! scores, heard through the engine's [`mxguard_engine::observe::Observer`], which
+//! [`ChecksMetrics`] implements.
 //!
 //! Label values are closed sets: greylist outcomes and SPF results are fixed names; limit
 //! names and DNSBL domains come from the configuration. Registered by
 //! [`super::Metrics::with_redis`]; the daemon hands the observer to every engine it builds
-//! (`service::build_engine`) and calls [`ChecksMetrics::verdict`] per answered request.
+//! (`service::build_engine`).
 
 use mxguard_engine::dnsbl::{DnsblScore, DnsblVerdict};
 use mxguard_engine::observe::Observer;
@@ -98,23 +98,15 @@ impl ChecksMetrics {
         );
         m
     }
+}
 
-    /// Counts a policy verdict's greylisting outcome, if greylisting decided it.
-    pub fn verdict(&self, action: &'static str, check: &'static str) {
-        let result = match (check, action) {
-            ("greylist", "defer_if_permit") => "deferred",
-            ("greylist", _) => "passed",
-            ("greylist_awl", _) => "awl",
-            ("greylist_whitelist", _) => "whitelisted",
-            _ => return,
-        };
+impl Observer for ChecksMetrics {
+    fn greylisted(&self, result: &'static str) {
         self.greylist
             .get_or_create(&GreylistLabels { result })
             .inc();
     }
-}
 
-impl Observer for ChecksMetrics {
     fn limit_breached(&self, limit: &str) {
         self.limit_breaches
             .get_or_create(&LimitLabels {
@@ -161,27 +153,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn greylist_outcomes_come_from_the_deciding_check() {
-        let m = ChecksMetrics::default();
-        m.verdict("defer_if_permit", "greylist");
-        m.verdict("dunno", "greylist");
-        m.verdict("prepend", "greylist");
-        m.verdict("dunno", "greylist_awl");
-        m.verdict("dunno", "limit");
-        let n = |result| {
-            m.greylist
-                .get(&GreylistLabels { result })
-                .map_or(0, |c| c.get())
-        };
-        assert_eq!((n("deferred"), n("passed"), n("awl")), (1, 2, 1));
-        assert_eq!(n("whitelisted"), 0);
-    }
-
-    #[test]
     fn observer_counts_by_configured_name() {
         let m = ChecksMetrics::default();
         m.limit_breached("per_user");
         m.limit_breached("per_user");
+        m.greylisted("awl");
+        let awl = GreylistLabels { result: "awl" };
+        assert_eq!(m.greylist.get(&awl).map(|c| c.get()), Some(1));
         m.spf_checked("mail_from", SpfResult::SoftFail);
         let per_user = LimitLabels {
             limit: "per_user".into(),

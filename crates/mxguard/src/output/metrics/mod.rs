@@ -80,7 +80,7 @@ pub struct Metrics {
     /// `mxguard_bans_*`, `mxguard_jail_*`, `mxguard_log_*` (jails).
     pub jails: crate::jails::JailMetrics,
     /// `mxguard_greylist_decisions_total`, `mxguard_limit_breaches_total`, `mxguard_spf_*`,
-    /// `mxguard_dnsbl_*`; also the engine's observer.
+    /// `mxguard_dnsbl_*`: the engine's observer.
     pub checks: checks::ChecksMetrics,
     /// `mxguard_store_operation_*`.
     pub store: store::StoreMetrics,
@@ -211,7 +211,6 @@ impl Metrics {
             .get_or_create(&RequestLabels { action, check })
             .inc();
         self.policy_answers.add(action);
-        self.checks.verdict(action, check);
     }
 
     /// The text exposition of every metric. Counters kept elsewhere are copied in first;
