@@ -660,3 +660,52 @@ fn keys_named_in_the_migration_guide_exist() {
         "migrate.md names keys mxguard does not have: {bad:#?}"
     );
 }
+
+/// The Postfix snippets (checked in a real Postfix by scripts/it/snippets.sh) ask the default
+/// listener at RCPT, DATA and END-OF-MESSAGE, and on the submission ports before
+/// `permit_sasl_authenticated`; the docs name both files.
+#[test]
+fn postfix_snippets_ask_mxguard_where_the_docs_say() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let def = config::load(None).unwrap();
+    let config::ListenAddr::Inet(addr) = &def.policy.listen[0] else {
+        panic!("default listener is not inet")
+    };
+    let policy = format!("check_policy_service {{ inet:{addr}, default_action=DUNNO }}");
+    // main.cf: `name =` then indented continuation lines, `#` comments ignored.
+    let main = std::fs::read_to_string(examples.join("postfix-main.cf")).unwrap();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    let mut current = None;
+    for line in main.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        if let Some((name, value)) = line.split_once('=').filter(|_| !line.starts_with(' ')) {
+            let name = name.trim().to_string();
+            params.insert(name.clone(), value.trim().to_string());
+            current = Some(name);
+        } else if let (Some(c), true) = (&current, line.starts_with(' ')) {
+            let v = params.get_mut(c).unwrap();
+            v.push(' ');
+            v.push_str(line.trim());
+        }
+    }
+    for stage in [
+        "smtpd_recipient_restrictions",
+        "smtpd_data_restrictions",
+        "smtpd_end_of_data_restrictions",
+    ] {
+        let v = params.get(stage).map(String::as_str).unwrap_or("");
+        assert!(v.contains(&policy), "postfix-main.cf {stage} = {v}");
+    }
+    let master = std::fs::read_to_string(examples.join("postfix-master.cf")).unwrap();
+    let overrides: Vec<&str> = master
+        .lines()
+        .filter(|l| l.contains("-o { smtpd_recipient_restrictions ="))
+        .collect();
+    assert_eq!(overrides.len(), 2, "submission and submissions");
+    for o in overrides {
+        let (before, after) = o.split_once(&policy).expect("asks mxguard");
+        assert!(!before.contains("permit_sasl_authenticated"), "{o}");
+        assert!(after.contains("permit_sasl_authenticated, reject }"), "{o}");
+    }
+    let ops = std::fs::read_to_string(docs().join("operations.md")).unwrap();
+    assert!(ops.contains("examples/postfix-main.cf") && ops.contains("examples/postfix-master.cf"));
+}
