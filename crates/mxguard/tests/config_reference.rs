@@ -350,9 +350,8 @@ fn documented_defaults_are_the_built_in_ones() {
             }
             Err(e) => format!("error: {e}"),
         };
-        // The default state directory and control socket depend on what is writable at the
-        // moment (a probe file that parallel tests race on): pin them, except in the table
-        // under test.
+        // The default state directory and control socket depend on what is writable on this
+        // machine: pin them, except in the table under test.
         let pin = |mut text: String| {
             let dir = std::env::temp_dir().join("mxguard-reference");
             let (table, key) = full.split_once('.').unwrap();

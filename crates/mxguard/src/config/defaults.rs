@@ -13,9 +13,14 @@ pub const LOCAL_STATE_DIR: &str = "mxguard-state";
 /// The preferred control socket directory.
 pub const SYSTEM_RUN_DIR: &str = "/run/mxguard";
 
-/// Whether a file can be created in `dir` (probe file created and removed).
+/// Whether a file can be created in `dir` (probe file created and removed). The probe name
+/// carries the pid and a per-process sequence number: two threads validating configs at the
+/// same time (tests, a reload racing `check-config`) must not see each other's probe and
+/// conclude the directory is read-only.
 fn dir_writable(dir: &Path) -> bool {
-    let probe = dir.join(format!(".mxguard-probe-{}", std::process::id()));
+    static PROBE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = PROBE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".mxguard-probe-{}-{seq}", std::process::id()));
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
