@@ -661,3 +661,73 @@ fn the_grafana_dashboard_queries_only_documented_metrics() {
         assert!(queried.contains(needed), "no panel queries {needed}");
     }
 }
+
+/// Answers every A query for `cached.test.` with 192.0.2.1 (TTL 300) on 127.0.0.1:<free>,
+/// counting the queries it receives.
+async fn one_record_dns() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use hickory_resolver::proto::op::{Message, OpCode};
+    use hickory_resolver::proto::rr::rdata::A;
+    use hickory_resolver::proto::rr::{RData, Record};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(q) = query.queries.first().cloned() else {
+                continue;
+            };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            reply.metadata.authoritative = true;
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.add_query(q.clone());
+            let a = RData::A(A("192.0.2.1".parse().unwrap()));
+            reply.add_answer(Record::from_rdata(q.name().clone(), 300, a));
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+        }
+    });
+    (addr, count)
+}
+
+/// The DNS cache counters come from hickory's own cache: a repeated lookup is a hit and
+/// sends nothing to the server.
+#[tokio::test]
+async fn dns_cache_hits_and_misses_come_from_hickory() {
+    use mxguard::output::metrics::Metrics;
+    use mxguard::output::metrics::dns::InstrumentedResolver;
+    use mxguard_engine::dns::Resolver;
+    let metrics = Metrics::new(); // installs the bridge before the resolver exists
+    let (addr, count) = one_record_dns().await;
+    let hickory = mxguard::dns::HickoryResolver::new(&mxguard::dns::DnsSettings {
+        servers: vec![addr],
+        ..Default::default()
+    })
+    .unwrap();
+    let r = InstrumentedResolver::new(Arc::new(hickory), metrics.dns.clone());
+    let (hits0, misses0) = mxguard::output::metrics::dns::cache::totals();
+    for _ in 0..3 {
+        assert!(matches!(
+            r.a("cached.test").await,
+            Ok(mxguard_engine::dns::Lookup::Records(_))
+        ));
+    }
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (hits, misses) = mxguard::output::metrics::dns::cache::totals();
+    // Other tests of this binary use the fake resolver, not hickory: the deltas are ours.
+    assert_eq!((hits - hits0, misses - misses0), (2, 1));
+    let s = Scrape::parse(metrics.encode());
+    assert!(s.value("mxguard_dns_cache_hits_total") >= 2.0);
+    assert!(s.value("mxguard_dns_cache_misses_total") >= 1.0);
+    assert_eq!(
+        s.value(r#"mxguard_dns_queries_total{type="a",result="records"}"#),
+        3.0
+    );
+}
