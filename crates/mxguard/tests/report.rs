@@ -808,6 +808,22 @@ Dec  7 05:00:04 mail postfix/smtp[2]: 4ABC: to=<a@b>, relay=x[192.0.2.1]:25, sta
 }
 
 #[test]
+fn progress_bar_on_stderr_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, log) = fixture(dir.path());
+    let o = run(&["--progress", log.to_str().unwrap()], None);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("reading [#########################] 100%"),
+        "{err}"
+    );
+    // Not a terminal and not asked: nothing on stderr.
+    let o = run(&[log.to_str().unwrap()], None);
+    assert!(o.stderr.is_empty());
+}
+
+#[test]
 fn unreadable_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such.log");

@@ -126,9 +126,9 @@ impl Stats {
         }
     }
 
-    fn tick(&mut self, t: i64, col: usize) {
+    fn tick(&mut self, t: i64, col: usize, n: u64) {
         let m = self.minutes.entry(t.div_euclid(60)).or_default();
-        m[col] = m[col].saturating_add(1);
+        m[col] = m[col].saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
     }
 
     pub fn reject(&mut self, t: i64, reason: Reason, client: Option<IpAddr>, temporary: bool) {
@@ -140,7 +140,7 @@ impl Stats {
         if let Some(ip) = client {
             *self.reject_clients.entry(ip).or_default() += 1;
         }
-        self.tick(t, S_REJECTS);
+        self.tick(t, S_REJECTS, 1);
     }
 
     /// A held message; repeated lines of one queue id count once.
@@ -180,14 +180,12 @@ impl Stats {
                 }
             }
         }
-        for _ in 0..n.min(1000) {
-            self.tick(t, S_AUTH);
-        }
+        self.tick(t, S_AUTH, n);
     }
 
     pub fn ban(&mut self, t: i64, jail: &str) {
         self.bans += 1;
-        self.tick(t, S_BANS);
+        self.tick(t, S_BANS, 1);
         *self.bans_by_jail.entry(jail.to_owned()).or_default() += 1;
         *self
             .ban_minutes
