@@ -6,7 +6,7 @@
 //! register them here: the policy listener (this file), the checks ([`checks`], fed by the
 //! engine's observer and by each verdict), the store wrapper ([`store`]), the DNS wrapper
 //! ([`dns`]), the auth policy (`input::dovecot_auth::metrics`), the jails
-//! (`jails::JailMetrics`) and Redis health ([`redis`]). Gauges of stored state (greylist
+//! (`jails::JailMetrics`) and Redis health (`redis`). Gauges of stored state (greylist
 //! entries, locked accounts) are read from the store at scrape time ([`state`]).
 //!
 //! Label values come from closed sets only (action kinds, engine `decided_by` names, names

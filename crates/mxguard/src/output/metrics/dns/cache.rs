@@ -4,7 +4,7 @@
 //! `hickory_resolver_cache_miss_total` in its caching client, through the `metrics` crate's
 //! global recorder. [`install`] sets a recorder that keeps exactly those two counters (in
 //! process-wide atomics, as hickory's cache serves every engine of the process) and drops
-//! every other hickory metric; [`super::DnsMetrics::sync`] copies them into
+//! every other hickory metric; `DnsMetrics::sync` copies them into
 //! `mxguard_dns_cache_hits_total` / `mxguard_dns_cache_misses_total` at each scrape. Called
 //! once from [`crate::output::metrics::Metrics::with_redis`], before any resolver is built
 //! (hickory looks its counters up when the resolver is created). Nothing else in the daemon
