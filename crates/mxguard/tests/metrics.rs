@@ -245,14 +245,16 @@ async fn control(d: &Daemon, req: ControlRequest) -> serde_json::Value {
     r.data
 }
 
+/// A policy connection to `d`'s first listener.
+async fn policy_client(d: &Daemon) -> Client<tokio::net::TcpStream> {
+    let s = tokio::net::TcpStream::connect(d.policy_addrs[0]).await;
+    Client::new(s.unwrap())
+}
+
 /// Drives every subsystem once (module docs).
 async fn scenario(r: &Running) {
     let d = &r.daemon;
-    let mut c = Client::new(
-        tokio::net::TcpStream::connect(d.policy_addrs[0])
-            .await
-            .unwrap(),
-    );
+    let mut c = policy_client(d).await;
     // DNSBL: listed client rejected.
     let listed = c
         .ask(&rcpt(
@@ -528,11 +530,7 @@ async fn redis_scrape() -> Scrape {
     )
     .await
     .unwrap();
-    let mut c = Client::new(
-        tokio::net::TcpStream::connect(d.policy_addrs[0])
-            .await
-            .unwrap(),
-    );
+    let mut c = policy_client(&d).await;
     let a = c
         .ask(&rcpt(
             "192.0.2.1",
