@@ -6,7 +6,11 @@ auth lines in syslog format (`Mon dd HH:MM:SS host prog[pid]: ...`), with a few 
 failures (SASL failures, RCPT rejects, pipelining, PREGREET/HANGUP, lost connections, dovecot
 auth failures and aborted logins) from a skewed pool of attacker addresses (5 % IPv6), plus
 lines the filters must NOT match (lost connection after DATA/AUTH, auth server lost, ...).
-Deterministic for a given --seed. Usage: gen_maillog.py --lines N [--seed S] --out FILE
+With --report, about 10 % of the lines (drawn from a second generator, so the other lines
+are unchanged) are the ones `mxguard report` aggregates: submission client= / qmgr from= pairs
+of the same queue id (per-account volume), delivery statuses, greylist / SPF / DNSBL / rate
+limit / ban rejects with mxguard's reply texts, and mxguard's own ban and containment lines.
+Deterministic for a given --seed. Usage: gen_maillog.py --lines N [--seed S] [--report] --out FILE
 """
 import argparse
 import random
@@ -31,6 +35,8 @@ def main():
     ap.add_argument("--end-now", type=int, metavar="SPAN", default=0,
                     help="spread the lines over the last SPAN seconds, ending now (local time), "
                          "for jail benchmarks: fail2ban ignores failures older than findtime")
+    ap.add_argument("--report", action="store_true",
+                    help="mix in the lines mxguard report aggregates (see the docstring)")
     a = ap.parse_args()
     r = random.Random(a.seed)
     attackers = [ip6(r) if r.random() < 0.05 else ip4(r) for _ in range(500)]
@@ -135,6 +141,33 @@ def main():
             return dv("imap-login: Disconnected (no auth attempts in %d secs): user=<>, rip=%s, lip=192.0.2.25, TLS handshaking, session=<%s>" % (r.randint(0, 9), c, sess()))
         return dv("auth-worker(%d): pam(%s,%s,<%s>): pam_authenticate() failed: Authentication failure (password mismatch?)" % (r.randint(1000, 65000), u, c, sess()))
 
+    r2 = random.Random(a.seed + 1000)
+    pending = []  # report-mix lines still to write (a qmgr line follows its smtpd line)
+    mx_replies = [
+        "450 4.2.0 <%s>: Recipient address rejected: Greylisted, please try again in 300 seconds",
+        "550 5.7.23 <%s>: Recipient address rejected: Message rejected due to: SPF fail - not authorized",
+        "554 5.7.1 Service unavailable; Client host [%s] blocked using zen.spamhaus.org",
+        "450 4.7.1 <%s>: Sender address rejected: rate limit per-user exceeded, try again in 60 seconds",
+        "554 5.7.1 <%s>: Client host rejected: 5.7.1 Client host is banned",
+    ]
+
+    def report_mix(stamp):
+        c = attacker()
+        u = "%s@%s" % (r2.choice(users), r2.choice(domains))
+        k = r2.random()
+        if k < 0.45:
+            q = "%X" % r2.randint(0x1000000000, 0xFFFFFFFFFF)
+            pending.append(pf("qmgr", "%s: from=<%s>, size=%d, nrcpt=%d (queue active)" % (q, u, r2.randint(500, 90000), r2.randint(1, 5))))
+            pending.append(pf("smtp", "%s: to=<x@example.com>, relay=mx.example.com[192.0.2.9]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=%s" % (q, r2.choice(["sent (250 ok)"] * 8 + ["deferred (timeout)", "bounced (550 unknown)"]))))
+            return pf("submission/smtpd", "%s: client=laptop[%s], sasl_method=PLAIN, sasl_username=%s" % (q, client(), u))
+        if k < 0.9:
+            rep = r2.choice(mx_replies)
+            rep = rep % (c if "[%s]" in rep else u)
+            return pf("smtpd", "NOQUEUE: reject: RCPT from unknown[%s]: %s; from=<s@example.net> to=<%s> proto=ESMTP helo=<x>" % (c, rep, u))
+        if k < 0.97:
+            return "mxguard[77]: INFO mxguard::jails::bans: ban jail=\"%s\" net=%s/32 until=1 bantime=600 count=1 failures=5" % (r2.choice(["postfix-sasl", "dovecot", "recidive"]), c)
+        return "mxguard[77]: WARN mxguard::account: account locked by containment; its mail is held sasl_username=%s score=10 reason=\"score 10: limit breach\"" % u
+
     t = 0
     start = time.time() - a.end_now
     with open(a.out, "w") as f:
@@ -148,6 +181,11 @@ def main():
                 s = t % 86400
                 stamp = "%s %2d %02d:%02d:%02d" % (MONTHS[10], day, s // 3600, (s // 60) % 60, s % 60)
             msg = failure() if r.random() < 0.04 else normal()
+            if a.report:
+                if pending:
+                    msg = pending.pop(0)
+                elif r2.random() < 0.07:
+                    msg = report_mix(stamp)
             f.write("%s mail %s\n" % (stamp, msg))
 
 

@@ -62,6 +62,9 @@ fn count_section(o: &mut String, title: &str, series: &str, what: &str, v: &[Cou
     table(o, &[what, "count"], &rows, 1);
 }
 
+/// Containment events shown (the JSON report has up to `stats::MAX_EVENTS`).
+const SHOWN_EVENTS: usize = 50;
+
 /// Renders the page.
 pub fn render(s: &Summary) -> String {
     let mut o = String::with_capacity(64 * 1024);
@@ -259,6 +262,7 @@ pub fn render(s: &Summary) -> String {
         let rows: Vec<Vec<String>> = c
             .events
             .iter()
+            .take(SHOWN_EVENTS)
             .map(|e| {
                 vec![
                     e.time.clone(),
@@ -269,6 +273,14 @@ pub fn render(s: &Summary) -> String {
             })
             .collect();
         table(&mut o, &["time", "event", "account", "detail"], &rows, 9);
+        if c.events.len() > SHOWN_EVENTS {
+            let _ = write!(
+                o,
+                "<p class=\"muted\">... {} more (--format json lists up to {})</p>",
+                c.locked + c.unlocked - SHOWN_EVENTS as u64,
+                super::stats::MAX_EVENTS
+            );
+        }
     }
     if !s.lines.unparsed_samples.is_empty() {
         o.push_str("<h2>Unparsed lines (samples)</h2><pre>");

@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 
 use super::summary::{Count, Summary};
 
+/// Containment events shown (the JSON report has up to `stats::MAX_EVENTS`).
+const SHOWN_EVENTS: usize = 50;
+
 /// Replaces control characters (escape sequences in a log) with `?`.
 fn clean(s: &str) -> String {
     s.chars()
@@ -228,6 +231,7 @@ pub fn render(s: &Summary) -> String {
         let rows: Vec<Vec<String>> = c
             .events
             .iter()
+            .take(SHOWN_EVENTS)
             .map(|e| {
                 vec![
                     e.time.clone(),
@@ -238,6 +242,14 @@ pub fn render(s: &Summary) -> String {
             })
             .collect();
         table(&mut o, &["time", "event", "account", "detail"], &rows, 4);
+        if c.events.len() > SHOWN_EVENTS {
+            let _ = writeln!(
+                o,
+                "  ... {} more (--format json lists up to {})",
+                c.locked + c.unlocked - SHOWN_EVENTS as u64,
+                super::stats::MAX_EVENTS
+            );
+        }
     }
 
     let se = &s.series;
