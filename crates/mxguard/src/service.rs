@@ -527,6 +527,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    // systemd (Type=notify): ready once every listener is bound, watchdog pings from here on.
+    let notify = crate::output::systemd::Notifier::from_env();
+    notify.ready(&ready_status(&daemon));
+    let watchdog = tokio::spawn(notify.clone().watchdog());
     let shared = daemon.shared.clone();
     let stop = daemon.shutdown_handle();
     let signals = tokio::spawn(async move {
@@ -534,15 +538,31 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => { let _ = shared.reload(); }
+                _ = hup.recv() => {
+                    notify.reloading();
+                    let ok = shared.reload().is_ok();
+                    notify.ready(if ok { "configuration reloaded" } else { "reload refused, running configuration kept" });
+                }
             }
         }
+        notify.stopping();
         let _ = stop.send(true);
     });
     let r = daemon.wait().await;
     signals.abort();
+    watchdog.abort();
     tracing::info!("stopped");
     r
+}
+
+/// The `STATUS=` line sent with `READY=1`: the bound policy addresses.
+fn ready_status(daemon: &Daemon) -> String {
+    let addrs: Vec<String> = daemon
+        .policy_addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    format!("serving policy on {}", addrs.join(", "))
 }
 
 /// Raises the soft open-files limit to the hard one: each policy connection is a descriptor,

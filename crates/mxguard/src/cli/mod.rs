@@ -29,6 +29,7 @@ pub mod account;
 pub mod audit;
 pub mod bans;
 pub mod check_config;
+pub mod generate;
 pub mod greylist;
 pub mod report;
 pub mod serve;
@@ -129,6 +130,9 @@ pub enum Command {
     Unban(bans::UnbanArgs),
     /// List the ban list.
     Bans(bans::BansArgs),
+    /// Generate man pages, shell completions or the systemd drop-in (packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 /// How a client subcommand finds the control socket.
@@ -222,6 +226,7 @@ pub fn main() -> ExitCode {
         Command::Ban(args) => bans::run_ban(&args),
         Command::Unban(args) => bans::run_unban(&args),
         Command::Bans(args) => bans::run_bans(&args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(code) => code,
