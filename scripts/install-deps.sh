@@ -8,7 +8,7 @@
 # Helpers add their packages to pkgs=(...) below.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(postfix swaks iproute2 nftables ipset python3 procps dovecot-core dovecot-imapd systemd-journal-remote redis-server)
+pkgs=(postfix swaks iproute2 nftables ipset python3 procps dovecot-core dovecot-imapd systemd-journal-remote redis-server systemd adduser)
 # mxguard report: the HTML page is loaded in headless Chromium (scripts/it/report_html.sh).
 pkgs+=(chromium chromium-driver)
 
