@@ -97,7 +97,9 @@ as_mxguard() { setpriv --reuid=mxguard --regid=mxguard --init-groups --inh-caps=
 # shellcheck disable=SC2086 # the unit's command lines are split on spaces, as systemd does
 check "execstartpre-as-mxguard" as_mxguard $PRE
 # shellcheck disable=SC2086
-as_mxguard env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=2000000 $START >"$IT_DIR/mxguard.serve.log" 2>&1 &
+# setpriv directly (not the function): $! is then the daemon itself (setpriv and env exec it).
+setpriv --reuid=mxguard --regid=mxguard --init-groups --inh-caps=-all \
+  env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=2000000 $START >"$IT_DIR/mxguard.serve.log" 2>&1 &
 SERVE_PID=$!
 it_track_pid "$SERVE_PID"
 got_note() { grep -q "$1" "$NOTES" || { CHECK_DETAIL="no $1 in: $(tr '\n' ' ' <"$NOTES") log: $(tail -n 3 "$IT_DIR/mxguard.serve.log" | tr '\n' '|')"; return 1; }; }
