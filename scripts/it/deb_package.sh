@@ -108,6 +108,10 @@ check "policy-port-answers" bash -c "python3 '$ROOT/scripts/it/policy_client.py'
 check "notify-watchdog" it_wait_for 5 got_note '^WATCHDOG=1'
 check "runs-as-mxguard" test "$(ps -o user= -p "$SERVE_PID" | tr -d ' ')" = mxguard
 check "store-in-state-dir" bash -c "ls /var/lib/mxguard | grep -q ."
+kill -HUP "$SERVE_PID"
+readies() { [ "$(grep -c '^READY=1' "$NOTES")" -ge 2 ]; }
+check "notify-reload" it_wait_for 10 got_note '^RELOADING=1'
+check "notify-ready-after-reload" it_wait_for 10 readies
 it_stop_pid "$SERVE_PID" TERM
 check "notify-stopping" got_note '^STOPPING=1'
 check "stopped-by-pid" bash -c "! kill -0 $SERVE_PID 2>/dev/null"
