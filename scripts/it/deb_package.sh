@@ -64,6 +64,7 @@ check "man-page-subcommand" bash -c "zcat /usr/share/man/man1/mxguard-serve.1.gz
 check "completion-bash" grep -q mxguard /usr/share/bash-completion/completions/mxguard
 check "completion-zsh" grep -q '#compdef mxguard' /usr/share/zsh/vendor-completions/_mxguard
 check "completion-fish" grep -q 'complete -c mxguard' /usr/share/fish/vendor_completions.d/mxguard.fish
+check "enabled-on-install" test -L /etc/systemd/system/multi-user.target.wants/mxguard.service
 check "docs" test -f /usr/share/doc/mxguard/docs/install.md -a -f /usr/share/doc/mxguard/examples/mxguard.toml
 
 # --------------------------------------------------------------------- run the unit's commands
@@ -136,6 +137,8 @@ dpkg --purge mxguard >"$IT_DIR/dpkg-purge.log" 2>&1 && INSTALLED=0
 check "purge-removes-conffile" test ! -e /etc/mxguard
 check "purge-removes-state" test ! -e /var/lib/mxguard
 check "purge-removes-user" bash -c "! getent passwd mxguard >/dev/null && ! getent group mxguard >/dev/null"
+unit_state() { find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked -name '*mxguard*' 2>/dev/null; }
+check "purge-removes-unit-links" test -z "$(unit_state)"
 check "purge-leaves-no-package" bash -c "! dpkg-query -W -f='\${Status}' mxguard 2>/dev/null | grep -qE 'ok (installed|config-files)'"
 
 it_finish
