@@ -4,6 +4,8 @@
 //! inference, --from/--to, malformed lines, unreadable files, stdin and --journal.
 //! `UPDATE_GOLDEN=1 cargo test -p mxguard --test report` rewrites tests/report/*.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -70,7 +72,7 @@ impl Gen {
     }
     /// `STAMP mail PROG[PID]: MSG`; every third line with a short-iso stamp.
     fn sys(&mut self, prog: &str, msg: &str, k: K) {
-        let stamp = if self.i % 3 == 0 {
+        let stamp = if self.i.is_multiple_of(3) {
             format!("{}+0000", self.iso())
         } else {
             self.syslog()
@@ -82,7 +84,7 @@ impl Gen {
         self.events.push((self.t, k));
         self.step();
         // Noise between events: lines that count as read and nothing else.
-        if self.i % 2 == 0 {
+        if self.i.is_multiple_of(2) {
             let n = self.i;
             let noise = match n % 10 {
                 0 => format!(
