@@ -362,7 +362,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         unsupported("bans")
     }
 
-    /// Reads every key of `keys` (see [`batch`]), each result in its place: one round trip
+    /// Reads every key of `keys` (see `store::batch`), each result in its place: one round trip
     /// on a networked store (an error for the whole batch when that fails). The default
     /// reads them one by one with the single-record methods.
     #[allow(clippy::type_complexity)]

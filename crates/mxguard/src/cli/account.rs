@@ -72,8 +72,8 @@ Example:
         /// Release the held mail with postsuper -H.
         #[arg(long)]
         release: bool,
-        /// Postfix configuration directory for postsuper -c (default: [account]
-        /// postfix_config, else Postfix's default).
+        /// Postfix configuration directory for postsuper -c (default: the account
+        /// table's postfix_config, else Postfix's default).
         #[arg(long, value_name = "DIR")]
         postfix_config: Option<PathBuf>,
     },

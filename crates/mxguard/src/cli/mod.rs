@@ -138,7 +138,7 @@ pub enum Command {
 /// How a client subcommand finds the control socket.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The daemon's configuration file; its [control] socket is used. Default:
+    /// The daemon's configuration file; its control socket is used. Default:
     /// /etc/mxguard/mxguard.toml if present, else the built-in defaults
     /// (/run/mxguard/control.sock when /run is writable, else ./mxguard-state/control.sock).
     #[arg(long, short = 'c', value_name = "FILE")]

@@ -56,7 +56,7 @@ pub struct ReportArgs {
     /// Length of the top-N lists.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
-    /// mxguard configuration: its [[limit]] tables keyed on sasl_username give the quotas.
+    /// mxguard configuration: its limit tables keyed on sasl_username give the quotas.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Show the progress bar even when stderr is not a terminal.
