@@ -23,26 +23,9 @@ IMAP_PORT=$(it_port 43)
 AUTH_PORT=$(it_port 41)
 POLICY_PORT=$(it_port 40)
 SMTP_PORT=$(it_port 25)
-DV=$IT_DIR/dovecot
-DV_CONF=$DV/dovecot.conf
-DV_STARTED=0
 REJECT_TEXT="Login refused by mxguard"
 API_SECRET="e2e-$RANDOM$RANDOM"
-
-dv_cleanup() {
-  if [ "$DV_STARTED" = 1 ]; then
-    doveadm -c "$DV_CONF" stop >/dev/null 2>&1
-    it_wait_for 10 dv_gone || echo "warn: dovecot (config $DV_CONF) still running"
-  fi
-}
-dv_gone() {
-  local pid
-  [ -f "$DV/run/master.pid" ] || return 0
-  pid=$(tr -d ' \n' <"$DV/run/master.pid")
-  ! kill -0 "$pid" 2>/dev/null
-}
-# Stop Dovecot before lib.sh's cleanup (which stops mxguard and Postfix and removes $IT_DIR).
-trap 'dv_cleanup; it_cleanup' EXIT
+NONCE=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 
 # ------------------------------------------------------------------ mxguard
 MX_CONF=$IT_DIR/mxguard.toml
@@ -68,101 +51,24 @@ EOF
 check "mxguard starts with [auth_policy]" mx_start "$MX_CONF" "$AUTH_PORT"
 
 # ------------------------------------------------------------------ Dovecot
-mkdir -p "$DV/mail" "$DV/state"
-chown 65534:65534 "$DV/mail"
-cat >"$DV/users" <<EOF
-alice:{PLAIN}alice-pw
-bob:{PLAIN}bob-pw
-carol:{PLAIN}carol-pw
-dave:{PLAIN}dave-pw
-erin:{PLAIN}erin-pw
-EOF
-chmod 644 "$DV/users"
-NONCE=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-cat >"$DV_CONF" <<EOF
-# throw-away instance written by scripts/it/dovecot_auth.sh; nothing from /etc/dovecot
-instance_name = mxit-dovecot-$IT_BASE_PORT
-base_dir = $DV/run
-state_dir = $DV/state
-log_path = $DV/dovecot.log
-listen = 127.0.0.1
-protocols = imap
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-auth_verbose = yes
-mail_location = maildir:$DV/mail/%u
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $DV/users
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$DV/mail/%u
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $IMAP_PORT
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service auth {
-  unix_listener auth-postfix {
-    mode = 0666
-  }
-}
-# Dovecot's own per-IP penalty (2..15 s after failures) would blur mxguard's tarpit.
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-auth_policy_server_url = http://127.0.0.1:$AUTH_PORT/
+# Dovecot's own per-IP penalty is off (lib.sh): it would blur mxguard's tarpit.
+DV_EXTRA="auth_policy_server_url = http://127.0.0.1:$AUTH_PORT/
 auth_policy_server_api_header = X-API-Key: $API_SECRET
 auth_policy_hash_nonce = $NONCE
 auth_policy_hash_truncate = 12
 auth_policy_check_before_auth = yes
 auth_policy_check_after_auth = yes
 auth_policy_report_after_auth = yes
-auth_policy_reject_on_fail = no
-EOF
-dovecot -c "$DV_CONF" || die "dovecot failed to start: $(tail -n 5 "$DV/dovecot.log" 2>/dev/null)"
-DV_STARTED=1
-it_wait_port "$IMAP_PORT" 15 || die "dovecot imap not listening on $IMAP_PORT"
-it_wait_for 10 test -S "$DV/run/auth-postfix" || die "dovecot auth socket missing"
+auth_policy_reject_on_fail = no"
+dv_setup "$IMAP_PORT" alice:alice-pw bob:bob-pw carol:carol-pw dave:dave-pw erin:erin-pw
+dv_start
 
 # ------------------------------------------------------------------ Postfix SMTP AUTH via Dovecot
-PF_MAIN_EXTRA="smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = dovecot
-smtpd_sasl_path = $DV/run/auth-postfix
-smtpd_sasl_security_options = noanonymous
-smtpd_tls_security_level = none"
+PF_MAIN_EXTRA=$(dv_postfix_sasl)
 pf_setup "$SMTP_PORT" "permit_sasl_authenticated, reject"
 pf_start
 
-# imap SRC USER PASS: one IMAP LOGIN from source address SRC. Prints "ok SECS" or
-# "no SECS MESSAGE".
-imap() {
-  python3 - "$IMAP_PORT" "$@" <<'PY'
-import imaplib, socket, sys, time
-port, src, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-class Client(imaplib.IMAP4):
-    def _create_socket(self, timeout):
-        return socket.create_connection(("127.0.0.1", port), timeout, source_address=(src, 0))
-t0 = time.monotonic()
-try:
-    c = Client("127.0.0.1", port, timeout=30)
-    c.login(user, pw)
-    c.logout()
-    print(f"ok {time.monotonic() - t0:.2f}")
-except (imaplib.IMAP4.error, OSError) as e:
-    print(f"no {time.monotonic() - t0:.2f} {e}")
-PY
-}
+imap() { imap_login "$@"; }
 # imap_ok SRC USER PASS / imap_no SRC USER PASS [REGEX]
 imap_ok() {
   LAST=$(imap "$@")

@@ -13,6 +13,8 @@
 #     dirs under `$IT_DIR`, smtpd on loopback, `maillog_file` through postlogd (there is no
 #     syslog here), virtual(8) delivery of `@example.test` into one Maildir, chroot n everywhere,
 #     XCLIENT allowed from 127.0.0.1 so a test can present any client address and name;
+#   * a throw-away Dovecot 2.3 (`dv_setup`, `dv_start`) with passwd-file users, IMAP and the
+#     SASL socket Postfix authenticates through (`dv_postfix_sasl`), `imap_login`;
 #   * mxguard start/stop/kill -9 with a config the suite writes (`mx_start`, `mx_stop`,
 #     `mx_kill9`), bounded polling for ports and files;
 #   * a cleanup trap that stops only what this shell started: Postfix by its config dir,
@@ -162,6 +164,7 @@ it_cleanup() {
   local rc=$? pid
   set +e
   if [ "$IT_FAILS" -gt 0 ]; then it_dump_logs; fi
+  dv_stop
   [ -n "${MX_PID:-}" ] && it_stop_pid "$MX_PID"
   for pid in "${IT_PIDS[@]}"; do it_stop_pid "$pid"; done
   if [ "${PF_STARTED:-0}" = 1 ]; then
@@ -176,7 +179,7 @@ it_cleanup() {
 
 it_dump_logs() {
   local f
-  for f in "$IT_DIR"/mxguard*.log "${PF_LOG:-/nonexistent}"; do
+  for f in "$IT_DIR"/mxguard*.log "${PF_LOG:-/nonexistent}" "${DV:-/nonexistent}/dovecot.log"; do
     [ -s "$f" ] || continue
     echo "--- last lines of $f"
     tail -n 25 "$f"
@@ -371,4 +374,112 @@ mx_kill9() {
   wait "$MX_PID" 2>/dev/null
   MX_PID=
   return 0
+}
+
+# ------------------------------------------------------------------ Dovecot
+# dv_setup IMAP_PORT USERS...: writes a throw-away Dovecot 2.3 config under $IT_DIR/dovecot
+# (own base_dir, state and log; nothing from /etc/dovecot): passwd-file users given as
+# `login:password`, IMAP on 127.0.0.1:IMAP_PORT, the SASL socket $DV/run/auth-postfix for
+# Postfix (smtpd_sasl_type = dovecot), Dovecot's anvil auth penalty off (it would delay every
+# login from 127.0.0.1 after one failure). Extra dovecot.conf lines: $DV_EXTRA.
+# dv_start starts it; the EXIT trap of lib.sh stops it (doveadm stop) before anything else.
+DV_STARTED=0
+dv_setup() {
+  local imap_port=$1 u; shift
+  DV=$IT_DIR/dovecot
+  DV_CONF=$DV/dovecot.conf
+  DV_IMAP_PORT=$imap_port
+  DV_SASL=$DV/run/auth-postfix
+  mkdir -p "$DV/mail" "$DV/state"
+  chown 65534:65534 "$DV/mail"
+  : >"$DV/users"
+  for u in "$@"; do echo "${u%%:*}:{PLAIN}${u#*:}" >>"$DV/users"; done
+  chmod 644 "$DV/users"
+  cat >"$DV_CONF" <<EOC
+# throw-away instance written by scripts/it/lib.sh; nothing from /etc/dovecot
+instance_name = mxit-dovecot-$IT_BASE_PORT
+base_dir = $DV/run
+state_dir = $DV/state
+log_path = $DV/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+auth_verbose = yes
+mail_location = maildir:$DV/mail/%u
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $DV/users
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=$DV/mail/%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service auth {
+  unix_listener auth-postfix {
+    mode = 0666
+  }
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+${DV_EXTRA:-}
+EOC
+}
+dv_start() {
+  dovecot -c "$DV_CONF" || die "dovecot failed to start: $(tail -n 5 "$DV/dovecot.log" 2>/dev/null)"
+  DV_STARTED=1
+  it_wait_port "$DV_IMAP_PORT" 15 || die "dovecot imap not listening on $DV_IMAP_PORT"
+  it_wait_for 10 test -S "$DV_SASL" || die "dovecot auth socket $DV_SASL missing"
+}
+dv_stop() {
+  [ "$DV_STARTED" = 1 ] || return 0
+  doveadm -c "$DV_CONF" stop >/dev/null 2>&1
+  it_wait_for 10 dv_gone || echo "warn: dovecot (config $DV_CONF) still running"
+  DV_STARTED=0
+}
+dv_gone() {
+  local pid
+  [ -f "$DV/run/master.pid" ] || return 0
+  pid=$(tr -d ' \n' <"$DV/run/master.pid")
+  ! kill -0 "$pid" 2>/dev/null
+}
+# The main.cf lines for SMTP AUTH through that Dovecot (no TLS: loopback test only).
+dv_postfix_sasl() {
+  printf '%s\n' "smtpd_sasl_auth_enable = yes" "smtpd_sasl_type = dovecot" \
+    "smtpd_sasl_path = $DV_SASL" "smtpd_sasl_security_options = noanonymous" \
+    "smtpd_tls_security_level = none"
+}
+
+# imap_login SRC USER PASS: one IMAP LOGIN to the Dovecot of dv_setup from source address
+# SRC (any 127.0.0.x). Prints "ok SECS" or "no SECS MESSAGE".
+imap_login() {
+  python3 - "$DV_IMAP_PORT" "$@" <<'PY'
+import imaplib, socket, sys, time
+port, src, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Client(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        return socket.create_connection(("127.0.0.1", port), timeout, source_address=(src, 0))
+t0 = time.monotonic()
+try:
+    c = Client("127.0.0.1", port, timeout=30)
+    c.login(user, pw)
+    c.logout()
+    print(f"ok {time.monotonic() - t0:.2f}")
+except (imaplib.IMAP4.error, OSError) as e:
+    print(f"no {time.monotonic() - t0:.2f} {e}")
+PY
 }
