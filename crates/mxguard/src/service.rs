@@ -252,6 +252,7 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
             prefix,
             timeout,
             sentinel,
+            cluster,
         } => {
             let store = crate::store::RedisStore::new(crate::store::RedisSettings {
                 url: url.clone(),
@@ -259,6 +260,7 @@ pub async fn open_store(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<O
                 timeout: *timeout,
                 ban_retention: cfg.jails.bans.retention,
                 sentinel: sentinel.clone(),
+                cluster: cluster.clone(),
             })?;
             tracing::info!(prefix, "redis store configured (connects on first use)");
             Ok(OpenedStore {

@@ -2,8 +2,14 @@
 //! dir (stopped by its pid): the backend-independent store scenario, bans, GCRA limits and
 //! accounts, key prefixes, two "hosts" sharing one Redis, and fail-open: with Redis killed
 //! every operation returns `Unavailable` (the outage counted once), and after a restart on
-//! the same port the store reconnects by itself.
+//! the same port the store reconnects by itself. The same scenarios on a real three-node
+//! Redis Cluster are in `redis_store/cluster.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "redis_store/cluster.rs"]
+mod cluster;
+#[path = "redis_store/cluster_setup.rs"]
+mod cluster_setup;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -70,6 +76,7 @@ impl Redis {
             timeout: Duration::from_millis(300),
             ban_retention: Duration::from_secs(30 * 86_400),
             sentinel: None,
+            cluster: None,
         })
         .unwrap()
     }
@@ -96,8 +103,13 @@ const T: u64 = 1_795_392_000;
 #[tokio::test]
 async fn the_store_scenario_bans_limits_and_accounts_on_redis() {
     let redis = Redis::start().await;
-    let s = redis.store("t1:");
-    mxguard_engine::store::conformance::check(&s).await.unwrap();
+    scenario(&redis.store("t1:"), &redis.store("t2:")).await;
+}
+
+/// The backend-independent conformance suite, then bans, GCRA limits and accounts, on `s`;
+/// `other` is another deployment (another key prefix) on the same Redis.
+async fn scenario(s: &RedisStore, other: &RedisStore) {
+    mxguard_engine::store::conformance::check(s).await.unwrap();
 
     let ban = BanRecord {
         since: UnixTime(T),
@@ -151,7 +163,6 @@ async fn the_store_scenario_bans_limits_and_accounts_on_redis() {
     assert!(s.account_get("alice@example.org").await.unwrap().is_none());
 
     // Another prefix is another deployment: it sees nothing of t1:.
-    let other = redis.store("t2:");
     assert!(other.ban_list(10).await.unwrap().is_empty());
     assert_eq!(other.counts().await.unwrap().triplets, 0);
     assert!(s.counts().await.unwrap().triplets > 0);
@@ -160,7 +171,12 @@ async fn the_store_scenario_bans_limits_and_accounts_on_redis() {
 #[tokio::test]
 async fn two_hosts_share_limits_and_concurrent_updates_are_not_lost() {
     let redis = Redis::start().await;
-    let (a, b) = (redis.store("mx:"), redis.store("mx:"));
+    shared_limit_and_ban(redis.store("mx:"), redis.store("mx:")).await;
+}
+
+/// Two "hosts" `a` and `b` on one Redis: concurrent charges of one limit all count, and a
+/// ban written by one is read by the other.
+async fn shared_limit_and_ban(a: RedisStore, b: RedisStore) {
     let w = [Window::new(100, 3600)];
     let now = UnixTime(T);
     // 50 charges from each "host" at once: every one counts (compare-and-set retries).
@@ -331,9 +347,9 @@ async fn lua_scripts_apply_exactly_the_engine_rules() {
     }
 }
 
-/// One host's ban manager on the shared Redis, with an action that records its calls.
+/// One host's ban manager on the shared Redis `store`, with an action that records its calls.
 fn host(
-    redis: &Redis,
+    store: RedisStore,
     clock: &mxguard_engine::FakeClock,
 ) -> (
     mxguard::jails::BanManager,
@@ -345,7 +361,7 @@ fn host(
     reg.insert(action.clone());
     let mut registry = prometheus_client::registry::Registry::default();
     let mgr = mxguard::jails::BanManager::new(
-        std::sync::Arc::new(redis.store("sync:")),
+        std::sync::Arc::new(store),
         std::sync::Arc::new(clock.clone()),
         reg,
         mxguard::jails::Routes {
@@ -374,9 +390,15 @@ fn nets(action: &mxguard::output::firewall::RecordingAction, bans: bool) -> Vec<
 #[tokio::test]
 async fn a_ban_decided_on_one_host_reaches_the_other_hosts_firewall_and_so_does_its_unban() {
     let redis = Redis::start().await;
+    ban_propagation(redis.store("sync:"), redis.store("sync:")).await;
+}
+
+/// The ban managers of two hosts on stores `a` and `b` (one shared Redis): a ban, its
+/// escalation and its unban on A reach B's firewall through the ban version B polls.
+async fn ban_propagation(a: RedisStore, b: RedisStore) {
     let clock = mxguard_engine::FakeClock::new(UnixTime(T));
-    let (a, _) = host(&redis, &clock);
-    let (b, b_fw) = host(&redis, &clock);
+    let (a, _) = host(a, &clock);
+    let (b, b_fw) = host(b, &clock);
     let v0 = b
         .shared_version()
         .await
@@ -560,9 +582,24 @@ async fn the_gcra_script_applies_exactly_the_engine_rule_in_one_round_trip() {
 #[tokio::test]
 async fn a_greylisted_rcpt_request_with_two_limits_costs_two_round_trips() {
     let redis = Redis::start().await;
+    let store = format!("url = \"redis://127.0.0.1:{}/0\"\n", redis.port);
+    let steps = rcpt_round_trips(&store, || 0).await;
+    assert_eq!(steps[0].0, 2, "RCPT, greylisted: MGET + greylist script");
+    assert_eq!(
+        steps[1].0, 3,
+        "RCPT, first pass: MGET + greylist script + auto-whitelist count"
+    );
+    assert_eq!(steps[2].0, 2, "RCPT, known triplet: MGET + greylist script");
+}
+
+/// The daemon on a Redis whose `[store]` lines are `store`, asked the same RCPT request
+/// three times (greylisted; first pass after the delay; known triplet) after a warm-up:
+/// per request, the store's operations and the change of `server()` (e.g. commands the
+/// servers counted).
+async fn rcpt_round_trips(store: &str, server: impl Fn() -> u64) -> [(u64, u64); 3] {
     let clock = mxguard_engine::FakeClock::new(UnixTime(T));
-    let (d, _dir) = daemon(
-        &redis,
+    let (d, _dir) = daemon_on(
+        store,
         "rt:",
         "[greylist]\ndelay = \"300s\"\n\
          [[limit]]\nname = \"client\"\nkey = [\"client_address\"]\nrate = [\"1000/1m\"]\n\
@@ -579,33 +616,27 @@ async fn a_greylisted_rcpt_request_with_two_limits_costs_two_round_trips() {
                 recipient=b@rcpt.example\ninstance=i1\n\n";
     // Let the scripts load (the first call of each may need a second EVAL).
     ask(&mut client, rcpt).await;
-    let before = ops();
-    let reply = ask(&mut client, rcpt).await;
-    assert!(reply.starts_with("action=DEFER_IF_PERMIT"), "{reply}");
-    assert_eq!(
-        ops() - before,
-        2,
-        "RCPT, greylisted: MGET + greylist script"
-    );
-    clock.advance(Duration::from_secs(301));
-    let before = ops();
-    let reply = ask(&mut client, rcpt).await;
-    assert!(!reply.starts_with("action=DEFER"), "{reply}");
-    assert_eq!(
-        ops() - before,
-        3,
-        "RCPT, first pass: MGET + greylist script + auto-whitelist count"
-    );
-    let before = ops();
-    let reply = ask(&mut client, rcpt).await;
-    assert!(!reply.starts_with("action=DEFER"), "{reply}");
-    assert_eq!(
-        ops() - before,
-        2,
-        "RCPT, known triplet: MGET + greylist script"
-    );
+    let mut out = [(0, 0); 3];
+    for (i, step) in out.iter_mut().enumerate() {
+        if i == 1 {
+            clock.advance(Duration::from_secs(301));
+        }
+        let (before, server_before) = (ops(), server());
+        let reply = ask(&mut client, rcpt).await;
+        let deferred = reply.starts_with("action=DEFER");
+        assert!(
+            if i == 0 {
+                reply.starts_with("action=DEFER_IF_PERMIT")
+            } else {
+                !deferred
+            },
+            "request {i}: {reply}"
+        );
+        *step = (ops() - before, server() - server_before);
+    }
     d.shutdown();
     d.wait().await.unwrap();
+    out
 }
 
 async fn common_client(addr: std::net::SocketAddr) -> tokio::io::BufReader<tokio::net::TcpStream> {
@@ -681,6 +712,7 @@ async fn the_store_follows_a_sentinel_failover() {
             sentinels: vec![format!("127.0.0.1:{sp}")],
             master_name: "mx".into(),
         }),
+        cluster: None,
     })
     .unwrap();
     let ban = BanRecord {
@@ -776,11 +808,22 @@ async fn daemon(
     extra: &str,
     clock: Option<mxguard_engine::FakeClock>,
 ) -> (mxguard::service::Daemon, tempfile::TempDir) {
+    let store = format!("url = \"redis://127.0.0.1:{}/0\"\n", redis.port);
+    daemon_on(&store, prefix, extra, clock).await
+}
+
+/// A daemon whose `[store]` (type redis) has the lines `store`, prefix `prefix`, config
+/// `extra` appended, and `clock`.
+async fn daemon_on(
+    store: &str,
+    prefix: &str,
+    extra: &str,
+    clock: Option<mxguard_engine::FakeClock>,
+) -> (mxguard::service::Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[policy]\nlisten = [\"inet:127.0.0.1:0\"]\n[store]\ntype = \"redis\"\n\
-         url = \"redis://127.0.0.1:{}/0\"\nprefix = \"{prefix}\"\n[control]\nsocket = \"{}/ctl.sock\"\n{extra}",
-        redis.port,
+         {store}prefix = \"{prefix}\"\n[control]\nsocket = \"{}/ctl.sock\"\n{extra}",
         dir.path().display()
     );
     let path = dir.path().join("mxguard.toml");

@@ -45,6 +45,14 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
             match &cfg.store.kind {
                 config::StoreKind::Embedded(p) => outln!("  store: embedded at {}", p.display()),
                 config::StoreKind::Memory => outln!("  store: memory (not durable)"),
+                config::StoreKind::Redis {
+                    prefix,
+                    cluster: Some(c),
+                    ..
+                } => outln!(
+                    "  store: redis cluster (seeds {}), key prefix {prefix:?}",
+                    c.nodes.join(", ")
+                ),
                 config::StoreKind::Redis { prefix, .. } => {
                     outln!("  store: redis, key prefix {prefix:?}")
                 }

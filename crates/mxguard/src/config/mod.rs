@@ -124,6 +124,8 @@ pub enum StoreKind {
         timeout: Duration,
         /// `sentinels` + `master_name`: the primary comes from Redis Sentinel.
         sentinel: Option<crate::store::redis::SentinelSettings>,
+        /// `cluster`: a Redis Cluster, found through these seed nodes.
+        cluster: Option<crate::store::redis::ClusterSettings>,
     },
 }
 

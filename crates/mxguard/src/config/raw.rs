@@ -70,6 +70,8 @@ pub struct StoreConfig {
     pub sentinels: Option<Spanned<Vec<Spanned<String>>>>,
     /// `type = "redis"` with `sentinels`: the monitored primary's name.
     pub master_name: Option<Spanned<String>>,
+    /// `type = "redis"`: use a Redis Cluster found through these seed nodes (`host:port`).
+    pub cluster: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[greylist]`: postgrey-compatible greylisting.

@@ -363,6 +363,7 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
         Some((_, "memory")) => StoreKind::Memory,
         Some((k, "redis")) => {
             let sentinel = sentinel(ctx, r);
+            let cluster = cluster(ctx, r);
             let url = match &r.url {
                 Some(u) if redis::Client::open(u.get_ref().as_str()).is_ok() => u.get_ref().clone(),
                 Some(u) => {
@@ -375,16 +376,19 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
                     );
                     String::new()
                 }
-                // With Sentinel, url only carries credentials and the database.
-                None if sentinel.is_some() => "redis://127.0.0.1/0".into(),
+                // With Sentinel or a cluster, url only carries credentials (and the database).
+                None if sentinel.is_some() || cluster.is_some() => "redis://127.0.0.1/0".into(),
                 None => {
                     ctx.err(
                         k,
-                        "[store] type = \"redis\" needs url (e.g. \"redis://127.0.0.1:6379/0\") or sentinels and master_name",
+                        "[store] type = \"redis\" needs url (e.g. \"redis://127.0.0.1:6379/0\"), sentinels and master_name, or cluster",
                     );
                     String::new()
                 }
             };
+            if cluster.is_some() {
+                cluster_url_and_prefix(ctx, r, &url);
+            }
             StoreKind::Redis {
                 url,
                 prefix: r
@@ -393,6 +397,7 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
                     .map_or("mxguard:".into(), |p| p.get_ref().clone()),
                 timeout: ctx.duration(&r.timeout, "[store] timeout", Duration::from_millis(250)),
                 sentinel,
+                cluster,
             }
         }
         Some((k, other)) => {
@@ -424,6 +429,67 @@ fn store(ctx: &mut Ctx<'_>, raw: &FileConfig) -> Store {
     }
 }
 
+/// `[store] cluster`: a non-empty list of seed nodes, not together with `sentinels`.
+fn cluster(ctx: &mut Ctx<'_>, r: &StoreConfig) -> Option<crate::store::redis::ClusterSettings> {
+    let c = r.cluster.as_ref()?;
+    if let Some(s) = &r.sentinels {
+        ctx.err(
+            s,
+            "[store] sentinels cannot be used with cluster (a Redis Cluster fails over by itself)",
+        );
+    }
+    if c.get_ref().is_empty() {
+        ctx.err(
+            c,
+            "[store] cluster is empty (list one or more seed nodes, host:port)",
+        );
+    }
+    let mut nodes = Vec::new();
+    for e in c.get_ref() {
+        match crate::store::redis::node_url(e.get_ref()).parse::<redis::ConnectionInfo>() {
+            Ok(i) if matches!(i.addr(), redis::ConnectionAddr::Tcp(..)) => {
+                nodes.push(e.get_ref().clone());
+            }
+            Ok(_) => ctx.err(
+                e,
+                format!(
+                    "[store] cluster: {:?} is not a TCP node (host:port or redis://host:port)",
+                    e.get_ref()
+                ),
+            ),
+            Err(err) => ctx.err(
+                e,
+                format!(
+                    "[store] cluster: {:?} is not host:port or a redis:// URL: {err}",
+                    e.get_ref()
+                ),
+            ),
+        }
+    }
+    Some(crate::store::redis::ClusterSettings { nodes })
+}
+
+/// With `cluster`: `url` may give only user and password (a cluster has database 0 only),
+/// and the prefix must not hold a hash tag (it would pull every key into one slot).
+fn cluster_url_and_prefix(ctx: &mut Ctx<'_>, r: &StoreConfig, url: &str) {
+    if let (Some(u), Ok(info)) = (&r.url, url.parse::<redis::ConnectionInfo>())
+        && info.redis_settings().db() != 0
+    {
+        ctx.err(
+            u,
+            "[store] url: a Redis Cluster has only database 0 (with cluster, url gives user and password)",
+        );
+    }
+    if let Some(p) = &r.prefix
+        && p.get_ref().contains(['{', '}'])
+    {
+        ctx.err(
+            p,
+            "[store] prefix must not contain { or } with cluster (mxguard sets its own hash tags)",
+        );
+    }
+}
+
 /// `[store] sentinels` and `master_name`: both or neither.
 fn sentinel(ctx: &mut Ctx<'_>, r: &StoreConfig) -> Option<crate::store::redis::SentinelSettings> {
     match (&r.sentinels, &r.master_name) {
@@ -431,9 +497,7 @@ fn sentinel(ctx: &mut Ctx<'_>, r: &StoreConfig) -> Option<crate::store::redis::S
         (Some(s), Some(m)) => {
             let mut list = Vec::new();
             for e in s.get_ref() {
-                match crate::store::redis::sentinel_url(e.get_ref())
-                    .parse::<redis::ConnectionInfo>()
-                {
+                match crate::store::redis::node_url(e.get_ref()).parse::<redis::ConnectionInfo>() {
                     Ok(_) => list.push(e.get_ref().clone()),
                     Err(err) => ctx.err(
                         e,

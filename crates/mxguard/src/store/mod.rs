@@ -2,7 +2,8 @@
 //!
 //! - [`embedded`]: the default, a redb file with write-behind batching (no server to run);
 //! - the in-memory [`mxguard_engine::store::MemoryStore`] for tests and benchmarks;
-//! - [`redis`]: Redis or Valkey, state shared by several MX hosts.
+//! - [`redis`]: Redis or Valkey (one server, Sentinel or Cluster), state shared by several
+//!   MX hosts.
 //!
 //! The service builds one from `[store] type = "..."` and hands it to the engine as
 //! `Arc<dyn Store>`.
@@ -12,6 +13,8 @@ mod compact;
 pub mod embedded;
 mod keyed;
 pub mod redis;
+mod redis_cluster;
+mod redis_scan;
 mod redis_target;
 
 pub use embedded::EmbeddedStore;

@@ -20,6 +20,10 @@
 //! the race) the update is computed again: two round trips. A GCRA *check* (the RCPT stage,
 //! nothing charged) is one read.
 //!
+//! Redis Cluster (`[store] cluster`, `store::redis_cluster`): the same operations, with the
+//! ban keys and the ban version under the hash tag `{ban}` so a ban write stays one atomic
+//! transaction; listings scan every primary (`store::redis_scan`).
+//!
 //! Fail-open: each operation is bounded by `timeout`; an error or timeout is
 //! `StoreError::Unavailable`, on which every check answers its fail-open verdict. The first
 //! failure after a healthy period is logged once (warn) and the recovery once (info); counts
@@ -41,18 +45,19 @@ use mxguard_engine::store::{
     TripletRecord,
 };
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 
 use super::codec;
-use super::redis_target::Target;
-pub use super::redis_target::{SentinelSettings, sentinel_url};
+pub use super::redis_cluster::ClusterSettings;
+use super::redis_target::{Conn, Target};
+pub use super::redis_target::{SentinelSettings, node_url};
 
 /// How often a conflicting update is recomputed before giving up (fail-open).
 const CAS_ATTEMPTS: usize = 16;
 /// While Redis is down, how often one operation tries it (the others fail at once).
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Keys read per SCAN step (listings).
-const SCAN_COUNT: usize = 1000;
+pub(super) const SCAN_COUNT: usize = 1000;
 
 /// Settings of the Redis backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,9 @@ pub struct RedisSettings {
     /// Find the primary through Redis Sentinel (then `url` gives only user, password and
     /// database).
     pub sentinel: Option<SentinelSettings>,
+    /// Use a Redis Cluster found through these seed nodes (then `url` gives only user and
+    /// password).
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Outage and error counters (for logs, `/metrics` and status).
@@ -84,6 +92,8 @@ pub struct RedisHealth {
     pub conflicts: AtomicU64,
     /// With Sentinel: the primary's address in use (`None` until one is named).
     pub primary: std::sync::Mutex<Option<String>>,
+    /// With a cluster: its primaries (`host:port`) as the last listing saw them.
+    pub cluster_primaries: std::sync::Mutex<Vec<String>>,
 }
 
 impl RedisHealth {
@@ -95,9 +105,12 @@ impl RedisHealth {
 /// The Redis store.
 #[derive(Clone)]
 pub struct RedisStore {
-    target: Arc<Target>,
-    settings: Arc<RedisSettings>,
-    health: Arc<RedisHealth>,
+    pub(super) target: Arc<Target>,
+    pub(super) settings: Arc<RedisSettings>,
+    pub(super) health: Arc<RedisHealth>,
+    /// The kind part of ban keys: `ban`, or on a cluster `{ban}` (a hash tag, see
+    /// `store::redis_cluster`).
+    ban_kind: &'static str,
     cas: Arc<redis::Script>,
     greylist_touch: Arc<redis::Script>,
     awl_bump: Arc<redis::Script>,
@@ -287,14 +300,28 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
         let health = Arc::new(RedisHealth::default());
+        if settings.cluster.is_some() && settings.prefix.contains(['{', '}']) {
+            // A brace in the prefix would make it the hash tag of every key: all of them
+            // in one slot, and the ban keys no longer in theirs.
+            return Err(unavailable(format!(
+                "prefix {:?}: with a cluster it must not contain {{ or }}",
+                settings.prefix
+            )));
+        }
         let target = Target::new(
             &settings.url,
             settings.sentinel.as_ref(),
+            settings.cluster.as_ref(),
             config,
             settings.timeout,
             health.clone(),
         )?;
         Ok(RedisStore {
+            ban_kind: if settings.cluster.is_some() {
+                super::redis_cluster::BAN_KIND
+            } else {
+                "ban"
+            },
             target: Arc::new(target),
             settings: Arc::new(settings),
             health,
@@ -311,23 +338,24 @@ impl RedisStore {
         &self.health
     }
 
-    fn key(&self, kind: &str, key: &str) -> String {
+    pub(super) fn key(&self, kind: &str, key: &str) -> String {
         format!("{}{kind}:{key}", self.settings.prefix)
     }
 
     /// Bumped with every ban write and removal (`ban-version`, outside the `ban:` keys so
-    /// listings do not see it): what other hosts poll to pick up changed bans.
+    /// listings do not see it; `{ban}-version` on a cluster, in the ban keys' slot): what
+    /// other hosts poll to pick up changed bans.
     fn ban_version_key(&self) -> String {
-        format!("{}ban-version", self.settings.prefix)
+        format!("{}{}-version", self.settings.prefix, self.ban_kind)
     }
 
     /// Runs one operation within the time budget and keeps the health state. While Redis is
     /// down, only one operation per [`PROBE_INTERVAL`] goes to it (the probe that notices
     /// the recovery); the others fail at once, so a paused Redis costs each request nothing
     /// rather than `timeout` per store operation.
-    async fn op<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn op<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if self.health.is_down() && !self.take_probe() {
@@ -401,7 +429,7 @@ impl RedisStore {
     }
 
     /// The values of `full` (complete key names), in order, in one `MGET`.
-    async fn mget(&self, full: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    pub(super) async fn mget(&self, full: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.op(move |mut c| async move { redis::cmd("MGET").arg(full).query_async(&mut c).await })
             .await
     }
@@ -496,62 +524,6 @@ impl RedisStore {
             })),
             _ => Err(StoreError::Corrupt(format!("gcra script reply {reply:?}"))),
         }
-    }
-
-    /// Every key of `kind` (without the prefix and kind), at most `limit`.
-    async fn scan(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let pattern = format!("{}*", self.key(kind, ""));
-        let strip = pattern.len() - 1;
-        let mut out = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let pat = pattern.clone();
-            let (next, keys): (u64, Vec<String>) = self
-                .op(move |mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pat)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            out.extend(
-                keys.into_iter()
-                    .filter_map(|k| k.get(strip..).map(str::to_owned)),
-            );
-            if next == 0 || out.len() >= limit {
-                break;
-            }
-            cursor = next;
-        }
-        out.sort();
-        out.dedup();
-        out.truncate(limit);
-        Ok(out)
-    }
-
-    /// `(key, value)` of every key of `kind` (values read with MGET in chunks).
-    async fn list(&self, kind: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let keys = self.scan(kind, limit).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(SCAN_COUNT) {
-            let full: Vec<String> = chunk.iter().map(|k| self.key(kind, k)).collect();
-            let values = self.mget(full).await?;
-            out.extend(
-                chunk
-                    .iter()
-                    .zip(values)
-                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v))),
-            );
-        }
-        Ok(out)
-    }
-
-    async fn count(&self, kind: &str) -> Result<u64, StoreError> {
-        Ok(self.scan(kind, usize::MAX).await?.len() as u64)
     }
 }
 
@@ -955,7 +927,7 @@ impl Store for RedisStore {
 
     fn ban_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<BanRecord>> {
         Box::pin(async move {
-            let v = self.get_raw(&self.key("ban", key)).await?;
+            let v = self.get_raw(&self.key(self.ban_kind, key)).await?;
             v.as_deref().map(decode_ban).transpose()
         })
     }
@@ -976,7 +948,11 @@ impl Store for RedisStore {
             };
             let mut pipe = redis::pipe();
             pipe.atomic()
-                .add_command(set_cmd(&self.key("ban", key), encode_ban(&record), ttl))
+                .add_command(set_cmd(
+                    &self.key(self.ban_kind, key),
+                    encode_ban(&record),
+                    ttl,
+                ))
                 .ignore()
                 .incr(self.ban_version_key(), 1)
                 .ignore();
@@ -989,7 +965,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let mut pipe = redis::pipe();
             pipe.atomic()
-                .del(self.key("ban", key))
+                .del(self.key(self.ban_kind, key))
                 .incr(self.ban_version_key(), 1)
                 .ignore();
             let (n,): (u64,) = self
@@ -1010,7 +986,7 @@ impl Store for RedisStore {
             let full: Vec<String> = keys
                 .iter()
                 .map(|k| match k {
-                    ReadKey::Ban(k) => self.key("ban", k),
+                    ReadKey::Ban(k) => self.key(self.ban_kind, k),
                     ReadKey::Account(u) => self.key("acct", u),
                     ReadKey::Limit(k) => self.key("lim", k),
                     ReadKey::Awl(ip) => self.key("awl", &ip.to_string()),
@@ -1052,7 +1028,7 @@ impl Store for RedisStore {
     fn ban_list(&self, limit: usize) -> StoreFuture<'_, Vec<(String, BanRecord)>> {
         Box::pin(async move {
             let mut out = Vec::new();
-            for (key, v) in self.list("ban", limit).await? {
+            for (key, v) in self.list(self.ban_kind, limit).await? {
                 out.push((key, decode_ban(&v)?));
             }
             Ok(out)

@@ -1,5 +1,7 @@
-//! Where the Redis store sends its commands: one fixed server (`[store] url`), or the
-//! primary that Redis Sentinel names (`[store] sentinels`, `master_name`).
+//! Where the Redis store sends its commands: one fixed server (`[store] url`), the
+//! primary that Redis Sentinel names (`[store] sentinels`, `master_name`), or a Redis
+//! Cluster (`[store] cluster`, `store::redis_cluster`). [`Conn`] is the connection an
+//! operation gets: one type for all three, so the store's operations are written once.
 //!
 //! With Sentinel the primary is looked up at start and again whenever an operation fails
 //! (a failover shows up as refused connections, timeouts, or `READONLY` from a demoted
@@ -14,9 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwapOption;
 use mxguard_engine::store::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 
 use super::redis::unavailable;
+use super::redis_cluster::{ClusterSettings, ClusterTarget};
 
 /// Redis Sentinel settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +36,86 @@ pub struct SentinelSettings {
 pub(crate) enum Target {
     Fixed(ConnectionManager),
     Sentinel(Arc<SentinelTarget>),
+    Cluster(ClusterTarget),
+}
+
+/// A connection of the current target: a command sent on it goes to the server, the
+/// primary, or (cluster) the primary of the command's hash slot.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Which node a listing step reads: the only one, or one cluster primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Node {
+    Only,
+    Primary(String, u16),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `cmd` to `node` (a cluster primary by its address; else the one server).
+    pub(crate) async fn query_on(
+        &mut self,
+        cmd: redis::Cmd,
+        node: &Node,
+    ) -> redis::RedisResult<redis::Value> {
+        match (self, node) {
+            (Conn::Cluster(c), Node::Primary(host, port)) => {
+                let to = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                c.route_command(cmd, RoutingInfo::SingleNode(to)).await
+            }
+            (c, _) => cmd.query_async(c).await,
+        }
+    }
+
+    /// The cluster's slot map as one node sees it (`CLUSTER SLOTS`); `Nil` for one server.
+    pub(crate) async fn cluster_slots(&mut self) -> redis::RedisResult<redis::Value> {
+        match self {
+            Conn::Cluster(c) => {
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("SLOTS");
+                c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                    .await
+            }
+            Conn::Single(_) => Ok(redis::Value::Nil),
+        }
+    }
 }
 
 pub(crate) struct SentinelTarget {
@@ -45,8 +130,8 @@ pub(crate) struct SentinelTarget {
     health: Arc<super::redis::RedisHealth>,
 }
 
-/// A Sentinel entry as a URL (`host:port` gets `redis://`).
-pub fn sentinel_url(s: &str) -> String {
+/// A Sentinel or cluster node entry as a URL (`host:port` gets `redis://`).
+pub fn node_url(s: &str) -> String {
     if s.contains("://") {
         s.to_string()
     } else {
@@ -58,10 +143,14 @@ impl Target {
     pub(crate) fn new(
         url: &str,
         sentinel: Option<&SentinelSettings>,
+        cluster: Option<&ClusterSettings>,
         config: ConnectionManagerConfig,
         timeout: std::time::Duration,
         health: Arc<super::redis::RedisHealth>,
     ) -> Result<Target, StoreError> {
+        if let Some(c) = cluster {
+            return Ok(Target::Cluster(ClusterTarget::new(url, c, timeout)?));
+        }
         let client =
             redis::Client::open(url).map_err(|e| unavailable(format!("url {url:?}: {e}")))?;
         let Some(s) = sentinel else {
@@ -71,7 +160,7 @@ impl Target {
         };
         let node = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(client.get_connection_info().redis_settings().clone());
-        let urls: Vec<String> = s.sentinels.iter().map(|u| sentinel_url(u)).collect();
+        let urls: Vec<String> = s.sentinels.iter().map(|u| node_url(u)).collect();
         let sc = SentinelClient::build(
             urls,
             s.master_name.clone(),
@@ -96,11 +185,12 @@ impl Target {
     }
 
     /// The connection to use now; `Err` while Sentinel has not named a primary yet.
-    pub(crate) fn current(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) fn current(&self) -> Result<Conn, StoreError> {
         match self {
-            Target::Fixed(c) => Ok(c.clone()),
+            Target::Fixed(c) => Ok(Conn::Single(c.clone())),
+            Target::Cluster(t) => Ok(Conn::Cluster(t.connection())),
             Target::Sentinel(t) => match t.current.load_full() {
-                Some(cur) => Ok(cur.1.clone()),
+                Some(cur) => Ok(Conn::Single(cur.1.clone())),
                 None => {
                     t.clone().look_up();
                     Err(unavailable(format!(
@@ -112,7 +202,12 @@ impl Target {
         }
     }
 
-    /// An operation failed: with Sentinel, ask again where the primary is.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster(_))
+    }
+
+    /// An operation failed: with Sentinel, ask again where the primary is (the cluster
+    /// client refreshes its slot map by itself).
     pub(crate) fn failed(&self) {
         if let Target::Sentinel(t) = self {
             t.clone().look_up();

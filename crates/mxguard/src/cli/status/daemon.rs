@@ -63,11 +63,20 @@ fn store_json(shared: &Shared, cfg: &Config) -> serde_json::Value {
         StoreKind::Embedded(p) => json!({"type": "embedded", "path": p.display().to_string()}),
         StoreKind::Memory => json!({"type": "memory"}),
         StoreKind::Redis {
-            prefix, sentinel, ..
+            prefix,
+            sentinel,
+            cluster,
+            ..
         } => {
             let h = shared.redis.as_ref();
             let primary = h.and_then(|h| {
                 h.primary
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            });
+            let primaries = h.map(|h| {
+                h.cluster_primaries
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone()
@@ -81,6 +90,10 @@ fn store_json(shared: &Shared, cfg: &Config) -> serde_json::Value {
                 "conflicts_total": n(|h| h.conflicts.load(Ordering::Relaxed)),
                 "sentinel": sentinel.as_ref().map(|s| json!({
                     "master_name": s.master_name, "primary": primary,
+                })),
+                // The primaries as the store's last listing (the counts above) saw them.
+                "cluster": cluster.as_ref().map(|c| json!({
+                    "seeds": c.nodes, "primaries": primaries,
                 })),
             })
         }

@@ -52,13 +52,22 @@ fn store(out: &mut String, d: &Value) {
     let s = &d["store"];
     let backend = match s["type"].as_str() {
         Some("embedded") => format!("embedded ({})", show(&s["path"])),
-        Some("redis") => match s["sentinel"]["master_name"].as_str() {
-            Some(m) => format!(
+        Some("redis") => match (
+            s["sentinel"]["master_name"].as_str(),
+            s["cluster"]["primaries"].as_array(),
+        ) {
+            (Some(m), _) => format!(
                 "redis, sentinel master {m} (primary {}), prefix {}",
                 show(&s["sentinel"]["primary"]),
                 show(&s["prefix"])
             ),
-            None => format!("redis, prefix {}", show(&s["prefix"])),
+            (None, Some(p)) => format!(
+                "redis cluster, {} primaries ({}), prefix {}",
+                p.len(),
+                p.iter().map(show).collect::<Vec<_>>().join(", "),
+                show(&s["prefix"])
+            ),
+            (None, None) => format!("redis, prefix {}", show(&s["prefix"])),
         },
         other => other.unwrap_or("-").to_string(),
     };
