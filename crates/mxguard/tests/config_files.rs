@@ -332,6 +332,52 @@ fn a_too_short_ban_sync_interval_is_refused_with_its_place() {
 }
 
 #[test]
+fn cluster_settings_load_and_their_conflicts_are_errors_with_their_place() {
+    let cfg = config::parse(
+        "t.toml",
+        "[store]\ntype = \"redis\"\ncluster = [\"127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\n",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    match cfg.store.kind {
+        config::StoreKind::Redis {
+            cluster: Some(c),
+            sentinel: None,
+            ..
+        } => assert_eq!(c.nodes, ["127.0.0.1:7000", "redis://127.0.0.1:7001"]),
+        other => panic!("{other:?}"),
+    }
+    let one = |text: &str, line: &str, what: &str| {
+        let e = errors_of(&format!("[store]\ntype = \"redis\"\n{text}"));
+        assert!(
+            e.iter().any(|e| e.contains(line) && e.contains(what)),
+            "{what}: {e:?}"
+        );
+    };
+    one(
+        "cluster = [\"127.0.0.1:7000\"]\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"mx\"\n",
+        "t.toml:4:",
+        "sentinels cannot be used with cluster",
+    );
+    one("cluster = []\n", "t.toml:3:", "cluster is empty");
+    one(
+        "cluster = [\"127.0.0.1:7000\", \"unix:///run/redis.sock\"]\n",
+        "t.toml:3:",
+        "is not a TCP node",
+    );
+    one(
+        "cluster = [\"127.0.0.1:7000\"]\nurl = \"redis://:pw@127.0.0.1/2\"\n",
+        "t.toml:4:",
+        "only database 0",
+    );
+    one(
+        "cluster = [\"127.0.0.1:7000\"]\nprefix = \"{mx}:\"\n",
+        "t.toml:4:",
+        "must not contain { or }",
+    );
+}
+
+#[test]
 fn sentinel_settings_load_and_half_of_them_is_an_error() {
     let cfg = config::parse(
         "t.toml",
