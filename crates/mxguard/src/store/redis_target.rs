@@ -36,7 +36,8 @@ pub struct SentinelSettings {
 pub(crate) enum Target {
     Fixed(ConnectionManager),
     Sentinel(Arc<SentinelTarget>),
-    Cluster(ClusterTarget),
+    /// Boxed: the cluster client's settings are large, the other variants are handles.
+    Cluster(Box<ClusterTarget>),
 }
 
 /// A connection of the current target: a command sent on it goes to the server, the
@@ -149,7 +150,9 @@ impl Target {
         health: Arc<super::redis::RedisHealth>,
     ) -> Result<Target, StoreError> {
         if let Some(c) = cluster {
-            return Ok(Target::Cluster(ClusterTarget::new(url, c, timeout)?));
+            return Ok(Target::Cluster(Box::new(ClusterTarget::new(
+                url, c, timeout,
+            )?)));
         }
         let client =
             redis::Client::open(url).map_err(|e| unavailable(format!("url {url:?}: {e}")))?;
