@@ -9,8 +9,8 @@ use mxguard_engine::UnixTime;
 use mxguard_engine::limits::gcra::{Mode, Window};
 use mxguard_engine::store::{GreylistKey, Store, StoreError, TripletRecord};
 
-use super::cluster_setup::{Cluster, cli};
-use super::{T, ban_propagation, rcpt_round_trips, scenario, shared_limit_and_ban};
+use super::cluster_setup::{Cluster, cli, store_on};
+use super::{T, answers_again, ban_propagation, rcpt_round_trips, scenario, shared_limit_and_ban};
 
 #[tokio::test]
 async fn the_store_scenario_runs_on_a_redis_cluster_and_listings_see_every_node() {
@@ -157,4 +157,27 @@ async fn a_killed_cluster_node_makes_its_operations_fail_open_within_the_timeout
         assert!(matches!(s.counts().await, Err(StoreError::Unavailable(_))));
     }
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+/// The store is made (as the daemon makes it at start) while no node runs: operations fail
+/// open, and once the cluster is up the store connects by itself.
+#[tokio::test]
+async fn a_store_made_while_the_cluster_is_down_connects_once_it_is_up() {
+    let pairs = Cluster::free_ports();
+    let seeds: Vec<String> = pairs[..2]
+        .iter()
+        .map(|(p, _)| format!("127.0.0.1:{p}"))
+        .collect();
+    let s = store_on(seeds, "late:");
+    let t = tokio::time::Instant::now();
+    let e = s.ban_get("192.0.2.1/32").await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(s.health().is_down());
+    let _c = Cluster::start_on(&pairs).await;
+    assert!(
+        answers_again(&s).await,
+        "no connection after the cluster came up"
+    );
+    assert!(!s.health().is_down());
 }

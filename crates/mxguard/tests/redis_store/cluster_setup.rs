@@ -28,12 +28,21 @@ pub fn cli(port: u16, args: &[&str]) -> String {
 }
 
 impl Cluster {
+    /// Three (client, cluster bus) port pairs, free now.
+    pub fn free_ports() -> Vec<(u16, u16)> {
+        (0..3).map(|_| (free_port(), free_port())).collect()
+    }
+
     pub async fn start() -> Cluster {
+        Cluster::start_on(&Cluster::free_ports()).await
+    }
+
+    /// The cluster on these (client, bus) ports.
+    pub async fn start_on(pairs: &[(u16, u16)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         let mut ports = Vec::new();
-        for i in 0..3 {
-            let (port, bus) = (free_port(), free_port());
+        for (i, &(port, bus)) in pairs.iter().enumerate() {
             let d = dir.path().join(format!("n{i}"));
             std::fs::create_dir(&d).unwrap();
             let child = Command::new("redis-server")
@@ -116,17 +125,7 @@ impl Cluster {
     }
 
     pub fn store(&self, prefix: &str) -> RedisStore {
-        RedisStore::new(RedisSettings {
-            url: "redis://127.0.0.1/0".into(),
-            prefix: prefix.into(),
-            timeout: Duration::from_millis(300),
-            ban_retention: Duration::from_secs(30 * 86_400),
-            sentinel: None,
-            cluster: Some(mxguard::store::redis::ClusterSettings {
-                nodes: self.seeds(),
-            }),
-        })
-        .unwrap()
+        store_on(self.seeds(), prefix)
     }
 
     /// How many keys matching `pattern` node `port` holds (its own keyspace only).
@@ -160,4 +159,17 @@ impl Drop for Cluster {
             self.kill(i);
         }
     }
+}
+
+/// A store with key prefix `prefix` on the cluster that `seeds` (`host:port`) belong to.
+pub fn store_on(seeds: Vec<String>, prefix: &str) -> RedisStore {
+    RedisStore::new(RedisSettings {
+        url: "redis://127.0.0.1/0".into(),
+        prefix: prefix.into(),
+        timeout: Duration::from_millis(300),
+        ban_retention: Duration::from_secs(30 * 86_400),
+        sentinel: None,
+        cluster: Some(mxguard::store::redis::ClusterSettings { nodes: seeds }),
+    })
+    .unwrap()
 }
