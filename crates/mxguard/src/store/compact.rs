@@ -46,6 +46,14 @@ impl From<Key128> for KeyHash {
     }
 }
 
+impl Key128 {
+    /// Which of `n` shards holds this key: the high word picks the shard, the low word the
+    /// slot inside it.
+    pub(crate) fn shard(self, n: usize) -> usize {
+        (self.hi >> 58) as usize % n
+    }
+}
+
 impl Hash for Key128 {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // The key is already a keyed PRF output: its low word is uniformly distributed.
@@ -72,7 +80,7 @@ impl Hasher for PassThrough {
     }
 }
 
-type PassThroughMap<V> = HashMap<Key128, V, BuildHasherDefault<PassThrough>>;
+pub(crate) type PassThroughMap<V> = HashMap<Key128, V, BuildHasherDefault<PassThrough>>;
 
 /// Two times in 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,9 +166,7 @@ impl TripletMap {
     }
 
     fn shard(&self, key: Key128) -> MutexGuard<'_, TripletShard> {
-        // The high word picks the shard, the low word the slot inside it.
-        let i = (key.hi >> 58) as usize % SHARDS;
-        lock(&self.shards[i])
+        lock(&self.shards[key.shard(SHARDS)])
     }
 
     /// Inserts a record read from disk (not logged).

@@ -13,10 +13,11 @@
 //! has told the store its greylist times ([`EmbeddedStore::set_expiry`]); it locks one shard
 //! at a time, so requests never wait for the whole pass.
 //!
-//! Rate-limit GCRA states and account records (locks, held queue ids) use the same
-//! write-behind path with readable keys (`store::keyed`); an account change wakes the
-//! flusher at once instead of waiting for the next tick, so an admin lock is on disk within
-//! milliseconds.
+//! Rate-limit GCRA states use the same write-behind path, keyed by hash and packed in 40
+//! bytes a key (`store::limit_map`; drained ones are pruned from memory and disk at
+//! expiry). Account records (locks, held queue ids) and bans keep readable keys
+//! (`store::keyed`); an account change wakes the flusher at once instead of waiting for the
+//! next tick, so an admin lock is on disk within milliseconds.
 //!
 //! What it does not do: share state between hosts (that is the Redis backend), or keep the
 //! triplet key text in memory (admin listings read it back from disk after a flush).
@@ -41,6 +42,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::codec::{decode_account, decode_gcra, encode_account, encode_gcra};
 use super::compact::{ClientMap, Key128, Pending, TripletMap, TripletWrite};
 use super::keyed::{Change, KeyedMap};
+use super::limit_map::LimitMap;
 
 /// Triplet key hash -> (first, last, key text).
 const TRIPLETS: TableDefinition<u128, (u64, u64, &str)> = TableDefinition::new("greylist_triplets");
@@ -88,7 +90,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     triplets: TripletMap,
     clients: ClientMap,
-    limits: KeyedMap<GcraState>,
+    limits: LimitMap,
     accounts: KeyedMap<AccountRecord>,
     bans: KeyedMap<BanRecord>,
     /// Set when a change should be written without waiting for the next tick.
@@ -168,7 +170,7 @@ impl EmbeddedStore {
             clock,
             triplets: TripletMap::new(),
             clients: ClientMap::new(),
-            limits: KeyedMap::new(),
+            limits: LimitMap::new(seed),
             accounts: KeyedMap::new(),
             bans: KeyedMap::new(),
             urgent: AtomicBool::new(false),
@@ -567,9 +569,35 @@ fn run_expiry_if_due(inner: &Inner) {
     }
 }
 
+/// Deletes the rate-limit rows on disk that have drained by `now`, in one transaction.
+/// Rows whose key has a newer state pending are rewritten by that batch anyway.
+fn prune_drained_limits(inner: &Inner, now: UnixTime) -> Result<u64, StoreError> {
+    let _guard = lock(&inner.flush_lock);
+    let txn = inner.db.begin_write().map_err(io("begin"))?;
+    let mut removed = 0u64;
+    {
+        let mut table = txn.open_table(LIMITS).map_err(io("limits table"))?;
+        table
+            .retain(|_, v| {
+                // A row that does not decode is kept: loading reports it, pruning must not
+                // hide it.
+                let keep = decode_gcra(v).map_or(true, |s| s.idle_at > now);
+                removed += u64::from(!keep);
+                keep
+            })
+            .map_err(io("pruning rate limits"))?;
+    }
+    txn.commit().map_err(io("commit"))?;
+    Ok(removed)
+}
+
 fn expire(inner: &Inner, now: UnixTime, times: GreylistTimes) -> ExpireStats {
-    // A drained GCRA state equals no state (gcra module docs): drop it.
-    inner.limits.retain(|s| s.idle_at > now);
+    // A drained GCRA state equals no state (gcra module docs): drop it from memory, and
+    // its row from disk (memory does not keep the key text a delete would need).
+    inner.limits.expire(now);
+    if let Err(e) = prune_drained_limits(inner, now) {
+        tracing::warn!(error = %e, "store: pruning drained rate-limit rows failed; will retry");
+    }
     let memory = inner.ban_memory.load(Ordering::Relaxed);
     inner.bans.retain(|b| !b.forgettable(now, memory));
     ExpireStats {
@@ -698,10 +726,10 @@ impl Store for EmbeddedStore {
         cost: u64,
         mode: Mode,
     ) -> StoreFuture<'a, Outcome> {
-        let outcome = self.inner.limits.update(key, |old| {
-            let (outcome, new) = gcra::apply(old, windows, now, cost, mode);
-            (outcome, new.map_or(Change::Keep, Change::Put))
-        });
+        let outcome = self
+            .inner
+            .limits
+            .update(key, |old| gcra::apply(old, windows, now, cost, mode));
         ready(Ok(outcome))
     }
 

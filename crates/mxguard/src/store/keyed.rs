@@ -1,9 +1,10 @@
-//! A sharded map with string keys and a pending-write log, for the embedded store's smaller
-//! state kinds (rate-limit GCRA states, account records).
+//! A sharded map with string keys and a pending-write log, for the embedded store's small
+//! state kinds that are listed by key (account records, bans). Rate-limit states, far more
+//! numerous and never listed, live in the hashed [`super::limit_map`].
 //!
 //! Same discipline as [`super::compact`]: one `std::sync::Mutex` per shard, held for one map
 //! operation, never across an `.await`; every change is logged for the flusher's next batch.
-//! These kinds are far fewer than greylist triplets, so keys stay readable.
+//! These kinds are few, so keys stay readable.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -14,7 +15,6 @@ const SHARDS: usize = 16;
 
 /// What an update does to the entry.
 pub(crate) enum Change<V> {
-    Keep,
     Put(V),
     Delete,
 }
@@ -83,7 +83,6 @@ impl<V: Clone> KeyedMap<V> {
         let mut shard = self.shard(key);
         let (result, change) = f(shard.map.get(key));
         match change {
-            Change::Keep => {}
             Change::Put(v) => {
                 shard.map.insert(key.into(), v.clone());
                 shard.pending.insert(key.into(), Pending::Put(v));
@@ -162,7 +161,6 @@ mod tests {
         let m: KeyedMap<u32> = KeyedMap::new();
         let r = m.update("a", |old| (old.copied(), Change::Put(1)));
         assert_eq!(r, None);
-        m.update("b", |_| ((), Change::Keep));
         assert_eq!(m.get("a"), Some(1));
         assert_eq!(m.get("b"), None);
         let ops = m.take_pending();

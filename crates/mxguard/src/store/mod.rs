@@ -12,6 +12,7 @@ mod codec;
 mod compact;
 pub mod embedded;
 mod keyed;
+mod limit_map;
 pub mod redis;
 mod redis_cluster;
 mod redis_scan;
