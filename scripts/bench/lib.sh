@@ -1,24 +1,26 @@
 # shellcheck shell=bash
 # Shared helpers of the benchmark scripts (sourced).
 
-# ensure_postgrey: installs Debian's postgrey when missing, without starting its system
-# service (a temporary policy-rc.d forbids it); the benchmarks run their own instance.
-ensure_postgrey() {
-  command -v postgrey >/dev/null 2>&1 && return 0
-  echo "installing postgrey (the system service is not started: policy-rc.d)" >&2
+# ensure_package COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing, without
+# starting its system service (a temporary policy-rc.d forbids it); the benchmarks run their
+# own instance.
+ensure_package() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "installing $2 (the system service is not started: policy-rc.d)" >&2
   export DEBIAN_FRONTEND=noninteractive
   local made_policy_rc=0 rc=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # exit 101 = "action forbidden": the maintainer scripts must not start the system postgrey
+    # exit 101 = "action forbidden": the maintainer scripts must not start the system service
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     made_policy_rc=1
   fi
   { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends postgrey; } || rc=$?
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$2"; } || rc=$?
   [ "$made_policy_rc" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$rc" = 0 ] || { echo "installing postgrey failed ($rc)" >&2; return 1; }
+  [ "$rc" = 0 ] || { echo "installing $2 failed ($rc)" >&2; return 1; }
 }
+ensure_postgrey() { ensure_package postgrey postgrey; }
 
 # build_load_tools SHARED_BENCH_DIR TOOLS_DIR: policy_load and dunno_server with rustc -O.
 build_load_tools() {

@@ -1,53 +1,66 @@
 #!/usr/bin/env bash
-# Rate-limit benchmark (issue 7): mxguard with 5 [[limit]] rules (per-login messages and
-# recipients, per-client, per-/24 and per-sender-domain rates; greylisting off) and the
-# do-nothing DUNNO server as the ceiling, driven by the same closed-loop generator
-# (../shared/bench/policy_load.rs) with the same request stream.
+# Rate-limit benchmark (issue 7), in one run on the same request stream:
+#   * the do-nothing DUNNO server (../shared/bench/dunno_server.rs): the machine's ceiling;
+#   * postfwd2 1.35 (Debian package `postfwd`, installed here without starting its service)
+#     with five rate rules: per-login messages per hour and per day, per-login recipients
+#     per day, per-client messages per minute, per-sender-domain messages per hour;
+#   * mxguard with the equivalent five [[limit]]s (plus a per-/24 one: six windows in all;
+#     embedded store, greylisting off).
+# The closed-loop generator is ../shared/bench/policy_load.rs (Postfix 3.7 RCPT requests,
+# 30 % with sasl_username); each server is measured as a process group
+# (scripts/bench/group_measure.py: CPU, peak RSS and PSS sums, processes).
 #
-#   scripts/bench/limits.sh                      c=8, 20000 requests, unique mix, 30% SASL
-#   scripts/bench/limits.sh --concurrency 32     extra arguments go to policy_load
+# Then the memory phase: a fresh mxguard gets KEYS (default 250000) END-OF-MESSAGE requests,
+# each with its own client, login and sender domain (scripts/bench/limits_keys.py), which
+# charge 4*KEYS + min(KEYS, 65536) distinct limit keys (1,065,536 for the default), and its RSS is
+# read before and after.
 #
-# postfwd2 with equivalent rate rules is not started here (see docs/limits.md "Benchmark":
-# its figures come from ../shared/bench/README.md, measured with the same generator).
-# Prints one line per server: req/s, p50/p99 latency, server CPU seconds, peak RSS.
-# Not part of scripts/test.sh: it is a measurement, not a pass/fail test.
+#   scripts/bench/limits.sh                      c=8, 20000 requests or 30 s, unique mix
+#   scripts/bench/limits.sh --concurrency 32 --requests 50000 --duration-s 30 --mix unique --sasl-frac 0.3
+#   KEYS=0 scripts/bench/limits.sh               skip the memory phase
+#
+# Needs root (apt-get, postfwd2 drops to nobody). Not part of scripts/test.sh: a measurement.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
 shared=${MXGUARD_SHARED_BENCH:-$root/../shared/bench}
 tools=${TMPDIR:-/tmp}/mxguard-bench-tools
-mkdir -p "$tools"
-for t in policy_load dunno_server; do
-  if [ ! -x "$tools/$t" ] || [ "$shared/$t.rs" -nt "$tools/$t" ]; then
-    rustc -O --edition 2021 -o "$tools/$t" "$shared/$t.rs"
-  fi
-done
+build_load_tools "$shared" "$tools"
+ensure_package postfwd2 postfwd || exit 1
 if [ -z "${MXGUARD_BIN:-}" ]; then
   cargo build --release --locked -p mxguard
   MXGUARD_BIN=${CARGO_TARGET_DIR:-$root/target}/release/mxguard
 fi
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--concurrency 8 --requests 20000 --duration-s 30 --mix unique --sasl-frac 0.3)
+KEYS=${KEYS:-250000}
 
 dir=$(mktemp -d)
-pids=()
+chmod 755 "$dir"
+pids=()      # process groups we started (each server runs in its own session)
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  local g
+  for g in "${pids[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+  sleep 0.5
+  for g in "${pids[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
   rm -rf "$dir"
 }
 trap cleanup EXIT
 port=$((30000 + RANDOM % 2000))
 
-cat >"$dir/mxguard.toml" <<EOF
+write_mxguard_config() { # write_mxguard_config FILE STATE_DIR
+  cat >"$1" <<EOF
 [policy]
 listen = ["inet:127.0.0.1:$port"]
 [store]
 type = "${STORE:-embedded}"
-path = "$dir/state"
+path = "$2"
 [greylist]
 enabled = false
 [control]
-socket = "$dir/control.sock"
+socket = "$2/control.sock"
 [log]
 level = "warn"
 
@@ -73,35 +86,108 @@ name = "sender-domain"
 key = ["sender_domain"]
 rate = ["1000/1h"]
 EOF
+}
 
-# measure NAME PID: runs the generator against 127.0.0.1:$port, prints one result line.
+# postfwd2: the same windows as rate()/rcpt() rules (postfwd counts fixed windows from the
+# first hit). Debian's default ARGS (request cache 600 s, rdomain-only, no size), and
+# --perfmon (no logging): there is no syslog here, and logging only makes postfwd slower, so the peer gets
+# its best case.
+cat >"$dir/postfwd.cf" <<'EOF'
+id=USER_MSG_H; sasl_username=~.; action=rate(sasl_username/100/3600/450 4.7.1 hourly message limit reached)
+id=USER_MSG_D; sasl_username=~.; action=rate(sasl_username/500/86400/450 4.7.1 daily message limit reached)
+id=USER_RCPT_D; sasl_username=~.; action=rcpt(sasl_username/500/86400/450 4.7.1 daily recipient limit reached)
+id=CLIENT; client_address=~.; action=rate(client_address/50/60/450 4.7.1 client rate limit reached)
+id=SENDER_DOMAIN; sender_domain=~.; action=rate(sender_domain/1000/3600/450 4.7.1 sender domain rate limit reached)
+EOF
+mkdir -p "$dir/postfwd"
+chown nobody:nogroup "$dir/postfwd"
+
+wait_listen() { # wait_listen PORT
+  local i
+  for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on $1" >&2; return 1
+}
+pgid_of() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[3] }' "/proc/$1/stat"; }
+
+# measure NAME PGID: the generator against 127.0.0.1:$port; prints one table row and keeps
+# the req/s in $LAST_RPS.
 measure() {
-  local name=$1 pid=$2 t0 t1 rss out
-  t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$("$tools/policy_load" --target "127.0.0.1:$port" "${args[@]}")
-  t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  python3 - "$name" "$out" "$(( (t1 - t0) ))" "$(getconf CLK_TCK)" "$rss" <<'PY'
+  local name=$1 pgid=$2 out
+  out=$(python3 scripts/bench/group_measure.py "$pgid" -- "$tools/policy_load" --target "127.0.0.1:$port" "${args[@]}")
+  LAST_RPS=$(python3 - "$name" "$out" "${BASE_RPS:-0}" <<'PY'
 import json, sys
-name, out, ticks, hz, rss = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-lat = out.get("lat_ms", {})
-print(f"| {name} | {out.get('ok')} | {out.get('rps')} | {lat.get('p50')} | {lat.get('p99')} | "
-      f"{ticks/hz:.2f} | {rss/1024:.0f} | {json.dumps(out.get('actions', {}))} |")
+name, out, base = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+lat, srv, ok = out.get("lat_ms", {}), out["server"], max(out.get("ok") or 0, 1)
+ratio = f"{out['rps'] / base:.1f}x" if base else "-"
+acts = ", ".join(f"{k} {v * 100 // ok}%" for k, v in sorted(out.get("actions", {}).items()))
+print(f"| {name} | {out.get('ok')} | {out['rps']:,.0f} | {lat.get('p50')} | {lat.get('p99')} | "
+      f"{srv['cpu_s'] * 1e6 / ok:,.0f} | {srv['peak_rss_kib'] / 1024:.0f} ({srv['peak_pss_kib'] / 1024:.0f}) | "
+      f"{srv['procs']} | {ratio} | {acts} |", file=sys.stderr)
+print(out["rps"])
 PY
+)
 }
 
 echo "host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); generator: ${args[*]}"
-echo "| server | requests | req/s | p50 ms | p99 ms | server CPU s | peak RSS MiB | actions |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "postfwd2 $(dpkg-query -W -f='${Version}' postfwd), $("$MXGUARD_BIN" --version)"
+echo "| server | requests | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB (PSS) | procs | vs postfwd2 | actions |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+exec 4>&2 2>&1   # rows go to stdout in order
 
-"$tools/dunno_server" "127.0.0.1:$port" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-measure "DUNNO ceiling" "${pids[-1]}"
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+setsid "$tools/dunno_server" "127.0.0.1:$port" >/dev/null 2>&1 &
+g=$!; pids+=("$g")
+wait_listen "$port"
+measure "DUNNO ceiling" "$g"
+kill -TERM -- "-$g"; wait "$g" 2>/dev/null || true
 sleep 0.3
 
-"$MXGUARD_BIN" serve --config "$dir/mxguard.toml" 2>"$dir/mxguard.log" &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-measure "mxguard, 5 limits (${STORE:-embedded} store)" "${pids[-1]}"
+postfwd2 --file "$dir/postfwd.cf" --interface 127.0.0.1 --port "$port" --user nobody --group nogroup \
+  --pidfile "$dir/postfwd/postfwd2.pid" --cache_socket "unix::$dir/postfwd/cache.sock" \
+  --cache=600 --cache-rdomain-only --cache-no-size --perfmon --noidlestats >"$dir/postfwd.out" 2>&1
+wait_listen "$port"
+for _ in $(seq 50); do [ -s "$dir/postfwd/postfwd2.pid" ] && break; sleep 0.1; done
+pf_master=$(tr -dc 0-9 <"$dir/postfwd/postfwd2.pid")
+g=$(pgid_of "$pf_master"); pids+=("$g")
+sleep 2   # let the pre-forked children start
+measure "postfwd2, 5 rate rules" "$g"
+BASE_RPS=$LAST_RPS
+kill -TERM -- "-$g" 2>/dev/null || true
+for _ in $(seq 50); do kill -0 "$pf_master" 2>/dev/null || break; sleep 0.1; done
+kill -KILL -- "-$g" 2>/dev/null || true
+sleep 0.5
+
+write_mxguard_config "$dir/mxguard.toml" "$dir/state"
+setsid "$MXGUARD_BIN" serve --config "$dir/mxguard.toml" 2>"$dir/mxguard.log" &
+g=$!; pids+=("$g")
+wait_listen "$port"
+measure "mxguard, 5 limits (${STORE:-embedded} store)" "$g"
+kill -TERM -- "-$g"; wait "$g" 2>/dev/null || true
+exec 2>&4
+
+[ "$KEYS" -gt 0 ] || exit 0
+# ------------------------------------------------------------------ memory with ~1M keys
+sleep 0.5
+write_mxguard_config "$dir/mxguard-mem.toml" "$dir/state-mem"
+setsid "$MXGUARD_BIN" serve --config "$dir/mxguard-mem.toml" 2>"$dir/mxguard-mem.log" &
+g=$!; pids+=("$g")
+wait_listen "$port"
+rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$g/status")
+fill=$(python3 scripts/bench/limits_keys.py "127.0.0.1:$port" "$KEYS" 4)
+sleep 3   # one write-behind pass to the redb file
+rss_after=$(awk '/VmRSS/ {print $2}' "/proc/$g/status")
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$g/status")
+disk=$(du -sk "$dir/state-mem" | cut -f1)
+python3 - "$KEYS" "$fill" "$rss_before" "$rss_after" "$hwm" "$disk" <<'PY'
+import json, sys
+n, fill = int(sys.argv[1]), json.loads(sys.argv[2])
+before, after, hwm, disk = (int(x) for x in sys.argv[3:7])
+keys = 4 * n + min(n, 65536)
+dunno = fill["actions"].get("DUNNO", 0)
+print()
+print(f"memory: {n:,} END-OF-MESSAGE requests ({fill['elapsed_s']} s, answers {fill['actions']}), "
+      f"{'all' if dunno == n else f'only {dunno:,}'} charged -> {keys:,} limit keys")
+print(f"| keys | RSS before MiB | RSS after MiB | peak RSS MiB | bytes/key (RSS growth) | state file MiB |")
+print(f"|---|---|---|---|---|---|")
+print(f"| {keys:,} | {before / 1024:.0f} | {after / 1024:.0f} | {hwm / 1024:.0f} | "
+      f"{(after - before) * 1024 / keys:.0f} | {disk / 1024:.0f} |")
+PY
