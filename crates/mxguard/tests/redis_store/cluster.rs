@@ -181,3 +181,21 @@ async fn a_store_made_while_the_cluster_is_down_connects_once_it_is_up() {
     );
     assert!(!s.health().is_down());
 }
+
+/// The daemon on a cluster: `mxguard status` names the seeds and the primaries in use.
+#[tokio::test]
+async fn the_daemon_status_shows_the_clusters_primaries() {
+    let c = Cluster::start().await;
+    let seeds: Vec<String> = c.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+    let store = format!("cluster = [{}]\n", seeds.join(", "));
+    let (d, _dir) = super::daemon_on(&store, "st:", "", None).await;
+    let st = mxguard::control::handle(mxguard::control::ControlRequest::Status, &d.shared).await;
+    let cluster = &st.data["store"]["cluster"];
+    assert_eq!(cluster["seeds"].as_array().unwrap().len(), 2, "{}", st.data);
+    let mut want: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    want.sort();
+    assert_eq!(cluster["primaries"], serde_json::json!(want), "{}", st.data);
+    assert_eq!(st.data["store"]["reachable"], true, "{}", st.data);
+    d.shutdown();
+    d.wait().await.unwrap();
+}

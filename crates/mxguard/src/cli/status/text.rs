@@ -264,6 +264,20 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_store_shows_its_primaries() {
+        let d = json!({"store": {"type": "redis", "prefix": "mx:", "sentinel": null,
+            "cluster": {"seeds": ["10.0.0.1:7000"],
+                        "primaries": ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"]}}});
+        let text = render(&d);
+        assert!(
+            text.contains(
+                "redis cluster, 3 primaries (10.0.0.1:7000, 10.0.0.2:7000, 10.0.0.3:7000), prefix mx:\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn durations_start_at_the_largest_unit() {
         assert_eq!(duration(59), "59s");
         assert_eq!(duration(3600), "1h 0m 0s");
