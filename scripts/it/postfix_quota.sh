@@ -9,8 +9,8 @@
 #   * `mxguard account unlock ip:127.0.0.1 --release` runs `postsuper -H` and both held
 #     messages are delivered; the client's quota is reset so new mail flows again;
 #   * an administrator's lock (`mxguard account lock`) is listed and unlocking it works.
-# SASL submission needs a Dovecot instance; this suite keys the quota on client_address
-# instead (the containment path for SASL logins is covered by crates/mxguard/tests/limits.rs).
+# The quota here is keyed on client_address; the same for SASL logins through a real
+# Dovecot, and containment, is scripts/it/postfix_sasl_quota.sh.
 #
 # Needs root, postfix, swaks, python3 (scripts/install-deps.sh) and $MXGUARD_BIN.
 # KEEP=1 keeps the temp dir.
