@@ -335,6 +335,34 @@ wait_delivered() {
   CHECK_DETAIL="$(delivered_files "$1" | wc -l) of $want copies of '$1' in $PF_MAILDIR/new"
   return 1
 }
+# not_delivered SUBJECT: no delivered message carries that Subject.
+not_delivered() {
+  [ -z "$(delivered_file "$1")" ] && return 0
+  CHECK_DETAIL="$1 was delivered"
+  return 1
+}
+# held_ids: queue ids in the hold queue, one per line, sorted (postqueue -j).
+held_ids() {
+  postqueue -c "$PF_CONF" -j 2>/dev/null | python3 -c '
+import json, sys
+ids = [m["queue_id"] for m in map(json.loads, filter(None, sys.stdin.read().splitlines()))
+       if m.get("queue_name") == "hold"]
+print("\n".join(sorted(ids)))'
+}
+# held_count_is N: exactly N messages sit in the hold queue.
+held_count_is() {
+  local n
+  n=$(held_ids | grep -c . || true)
+  [ "$n" = "$1" ] && return 0
+  CHECK_DETAIL="$n messages in the hold queue, want $1: $(postqueue -c "$PF_CONF" -p 2>&1 | tail -n 8 | tr '\n' '|')"
+  return 1
+}
+# no_bounce: Postfix's log shows no bounce and no non-delivery notice.
+no_bounce() {
+  ! grep -qE 'status=bounced|NDN|sender non-delivery' "$PF_LOG" && return 0
+  CHECK_DETAIL="$(grep -E 'status=bounced|NDN|sender non-delivery' "$PF_LOG" | head -n 2 | tr '\n' '|')"
+  return 1
+}
 # header_count FILE NAME: how often header NAME occurs in the header block of FILE.
 header_count() {
   awk -v h="$2" 'BEGIN { n = 0 } /^$/ { exit } tolower($0) ~ "^" tolower(h) ":" { n++ } END { print n }' "$1"
@@ -360,6 +388,13 @@ mx_start() {
     return 1
   fi
   return 0
+}
+# mx_config_ok CONFIG: `mxguard check-config` accepts CONFIG.
+mx_config_ok() {
+  local out
+  out=$("$MXGUARD_BIN" check-config --config "$1" 2>&1) && return 0
+  CHECK_DETAIL="exit $?: $(echo "$out" | head -n 5 | tr '\n' '|')"
+  return 1
 }
 mx_stop() { # graceful: SIGTERM and wait (bounded)
   [ -n "${MX_PID:-}" ] || return 0

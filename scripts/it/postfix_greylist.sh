@@ -86,13 +86,7 @@ level = "info"
 EOF
 
 # ------------------------------------------------------------------ start everything
-check_config_ok() {
-  local out
-  out=$("$MXGUARD_BIN" check-config --config "$CONF" 2>&1) && return 0
-  CHECK_DETAIL="exit $?: $(echo "$out" | head -n 5 | tr '\n' '|')"
-  return 1
-}
-check "check-config accepts the suite's config" check_config_ok
+check "check-config accepts the suite's config" mx_config_ok "$CONF"
 check "mxguard serve listens on inet:127.0.0.1:$MXPORT" mx_start "$CONF" "$MXPORT"
 
 PF_MAIN_EXTRA="mxit_failopen = reject_unauth_destination, check_policy_service { inet:127.0.0.1:$MXPORT, default_action=DUNNO }"

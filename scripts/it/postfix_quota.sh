@@ -53,13 +53,7 @@ postfix_config = "$IT_DIR/postfix/etc"
 socket = "$SOCK"
 EOF
 
-check_config_ok() {
-  local out
-  out=$("$MXGUARD_BIN" check-config --config "$CONF" 2>&1) && return 0
-  CHECK_DETAIL="exit $?: $(echo "$out" | head -n 5 | tr '\n' '|')"
-  return 1
-}
-check "check-config accepts [[limit]] and [account]" check_config_ok
+check "check-config accepts [[limit]] and [account]" mx_config_ok "$CONF"
 check "mxguard serve listens on 127.0.0.1:$MXPORT" mx_start "$CONF" "$MXPORT"
 
 PF_MAIN_EXTRA="smtpd_end_of_data_restrictions = check_policy_service inet:127.0.0.1:$MXPORT"
@@ -67,31 +61,6 @@ pf_setup "$SMTP" "reject_unauth_destination, check_policy_service inet:127.0.0.1
 pf_start
 info "postfix $(postconf -d -h mail_version) on 127.0.0.1:$SMTP, mxguard pid $MX_PID"
 
-# held_ids: queue ids in the hold queue, one per line, sorted.
-held_ids() {
-  postqueue -c "$PF_CONF" -j 2>/dev/null | python3 -c '
-import json, sys
-ids = [m["queue_id"] for m in map(json.loads, filter(None, sys.stdin.read().splitlines()))
-       if m.get("queue_name") == "hold"]
-print("\n".join(sorted(ids)))'
-}
-held_count_is() {
-  local n
-  n=$(held_ids | grep -c . || true)
-  [ "$n" = "$1" ] && return 0
-  CHECK_DETAIL="$n messages in the hold queue, want $1: $(postqueue -c "$PF_CONF" -p 2>&1 | tail -n 8 | tr '\n' '|')"
-  return 1
-}
-not_delivered() {
-  [ -z "$(delivered_file "$1")" ] && return 0
-  CHECK_DETAIL="$1 was delivered"
-  return 1
-}
-no_bounce() {
-  ! grep -qE 'status=bounced|NDN|sender non-delivery' "$PF_LOG" && return 0
-  CHECK_DETAIL="$(grep -E 'status=bounced|NDN' "$PF_LOG" | head -n 2 | tr '\n' '|')"
-  return 1
-}
 
 for i in 1 2; do
   send "quota$i" "$SMTP" sender@client.test "user@example.test"

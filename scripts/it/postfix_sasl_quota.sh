@@ -78,13 +78,7 @@ login_tarpit_after = 0
 socket = "$SOCK"
 EOF
 
-check_config_ok() {
-  local out
-  out=$("$MXGUARD_BIN" check-config --config "$CONF" 2>&1) && return 0
-  CHECK_DETAIL="exit $?: $(echo "$out" | head -n 5 | tr '\n' '|')"
-  return 1
-}
-check "check-config accepts [[limit]], [account] and [auth_policy]" check_config_ok
+check "check-config accepts [[limit]], [account] and [auth_policy]" mx_config_ok "$CONF"
 check "mxguard serve listens on 127.0.0.1:$POLICY_PORT" mx_start "$CONF" "$POLICY_PORT"
 it_wait_port "$AUTH_PORT" 10 || die "mxguard auth policy not listening on $AUTH_PORT"
 
@@ -113,20 +107,6 @@ submit() {
   local name=$1 login=$2 pw=$3 to=$4; shift 4
   send "$name" "$SMTP" "$login" "$to" --auth PLAIN --auth-user "$login" --auth-password "$pw" "$@"
 }
-held_ids() {
-  postqueue -c "$PF_CONF" -j 2>/dev/null | python3 -c '
-import json, sys
-ids = [m["queue_id"] for m in map(json.loads, filter(None, sys.stdin.read().splitlines()))
-       if m.get("queue_name") == "hold"]
-print("\n".join(sorted(ids)))'
-}
-held_count_is() {
-  local n
-  n=$(held_ids | grep -c . || true)
-  [ "$n" = "$1" ] && return 0
-  CHECK_DETAIL="$n messages in the hold queue, want $1: $(postqueue -c "$PF_CONF" -p 2>&1 | tail -n 8 | tr '\n' '|')"
-  return 1
-}
 recorded_ids() { # recorded_ids LOGIN: the queue ids mxguard recorded as held for LOGIN
   "$MXGUARD_BIN" account show --socket "$SOCK" --json "$1" \
     | python3 -c 'import json,sys; print("\n".join(sorted(json.load(sys.stdin)["held"])))'
@@ -136,16 +116,6 @@ account_json() { # account_json LOGIN PYEXPR: PYEXPR over the account's JSON `a`
     CHECK_DETAIL="account show failed: $(head -c 300 "$IT_DIR/account.json")"; return 1; }
   python3 -c "import json,sys; a=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$IT_DIR/account.json" && return 0
   CHECK_DETAIL="account $1: $(head -c 400 "$IT_DIR/account.json") does not satisfy $2"
-  return 1
-}
-not_delivered() {
-  [ -z "$(delivered_file "$1")" ] && return 0
-  CHECK_DETAIL="$1 was delivered"
-  return 1
-}
-no_bounce() {
-  ! grep -qE 'status=bounced|sender non-delivery' "$PF_LOG" && return 0
-  CHECK_DETAIL="$(grep -E 'status=bounced|sender non-delivery' "$PF_LOG" | head -n 2 | tr '\n' '|')"
   return 1
 }
 imap_ok() {

@@ -87,13 +87,7 @@ whitelist_recipients = ["$IT_DIR/whitelist_recipients"]
 spf_domain_key = true
 EOF
 
-check_config_ok() {
-  local out
-  out=$("$MXGUARD_BIN" check-config --config "$CONF" 2>&1) && return 0
-  CHECK_DETAIL="exit $?: $(echo "$out" | head -n 5 | tr '\n' '|')"
-  return 1
-}
-check "check-config accepts [dns] [spf] [dnsbl]" check_config_ok
+check "check-config accepts [dns] [spf] [dnsbl]" mx_config_ok "$CONF"
 check "mxguard serve listens on inet:127.0.0.1:$MXPORT" mx_start "$CONF" "$MXPORT"
 
 # ------------------------------------------------------------------ Postfix
