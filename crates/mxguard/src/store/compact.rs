@@ -139,9 +139,9 @@ impl TripletShard {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section is one map operation, so a poisoned lock still guards
-    // consistent data.
+/// Locks a store mutex. Every critical section in the store is one map operation or one
+/// flag update, so a lock poisoned by a panic elsewhere still guards consistent data.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -25,7 +25,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ use mxguard_engine::{Clock, UnixTime};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::codec::{decode_account, decode_gcra, encode_account, encode_gcra};
-use super::compact::{ClientMap, Key128, Pending, TripletMap, TripletWrite};
+use super::compact::{ClientMap, Key128, Pending, TripletMap, TripletWrite, lock};
 use super::keyed::{Change, KeyedMap};
 use super::limit_map::LimitMap;
 
@@ -76,10 +76,6 @@ const CACHE_BYTES: usize = 32 << 20;
 
 fn io<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError {
     move |e| StoreError::Io(format!("{what}: {e}"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// State shared by the store handle and its flusher thread.
@@ -571,24 +567,17 @@ fn run_expiry_if_due(inner: &Inner) {
 
 /// Deletes the rate-limit rows on disk that have drained by `now`, in one transaction.
 /// Rows whose key has a newer state pending are rewritten by that batch anyway.
-fn prune_drained_limits(inner: &Inner, now: UnixTime) -> Result<u64, StoreError> {
+fn prune_drained_limits(inner: &Inner, now: UnixTime) -> Result<(), StoreError> {
     let _guard = lock(&inner.flush_lock);
     let txn = inner.db.begin_write().map_err(io("begin"))?;
-    let mut removed = 0u64;
     {
         let mut table = txn.open_table(LIMITS).map_err(io("limits table"))?;
+        // A row that does not decode is kept: loading reports it, pruning must not hide it.
         table
-            .retain(|_, v| {
-                // A row that does not decode is kept: loading reports it, pruning must not
-                // hide it.
-                let keep = decode_gcra(v).map_or(true, |s| s.idle_at > now);
-                removed += u64::from(!keep);
-                keep
-            })
+            .retain(|_, v| decode_gcra(v).map_or(true, |s| s.idle_at > now))
             .map_err(io("pruning rate limits"))?;
     }
-    txn.commit().map_err(io("commit"))?;
-    Ok(removed)
+    txn.commit().map_err(io("commit"))
 }
 
 fn expire(inner: &Inner, now: UnixTime, times: GreylistTimes) -> ExpireStats {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::compact::Pending;
+use super::compact::{Pending, lock};
 
 const SHARDS: usize = 16;
 
@@ -43,10 +43,6 @@ impl<V: Clone> std::fmt::Debug for KeyedMap<V> {
             .field("len", &self.len())
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// FNV-1a: only spreads keys over shards (the maps inside use std's keyed hasher).

@@ -21,7 +21,7 @@ use mxguard_engine::UnixTime;
 use mxguard_engine::limits::gcra::GcraState;
 use mxguard_engine::store::keyed_hash128;
 
-use super::compact::{Key128, PassThroughMap, Pending};
+use super::compact::{Key128, PassThroughMap, Pending, lock};
 
 const SHARDS: usize = 64;
 
@@ -84,12 +84,6 @@ pub(crate) type LimitWrite = (Box<str>, Pending<GcraState>);
 struct Shard {
     map: PassThroughMap<Slot>,
     pending: PassThroughMap<LimitWrite>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section is one map operation: a poisoned lock still guards
-    // consistent data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The sharded rate-limit map (see module docs).
