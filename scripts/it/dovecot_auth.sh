@@ -68,18 +68,6 @@ PF_MAIN_EXTRA=$(dv_postfix_sasl)
 pf_setup "$SMTP_PORT" "permit_sasl_authenticated, reject"
 pf_start
 
-imap() { imap_login "$@"; }
-# imap_ok SRC USER PASS / imap_no SRC USER PASS [REGEX]
-imap_ok() {
-  LAST=$(imap "$@")
-  [[ $LAST == ok* ]] && return 0
-  CHECK_DETAIL="login $2 from $1 refused: $LAST"; return 1
-}
-imap_no() {
-  LAST=$(imap "$1" "$2" "$3")
-  if [[ $LAST == no* ]] && { [ -z "${4:-}" ] || [[ $LAST =~ $4 ]]; }; then return 0; fi
-  CHECK_DETAIL="login $2 from $1: $LAST (expected refusal${4:+ matching /$4/})"; return 1
-}
 secs_of() { awk '{print $2}' <<<"$1"; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
@@ -90,7 +78,7 @@ check "good login from a clean IP works" imap_ok 127.0.0.10 alice alice-pw
 # bob from 127.0.0.20 with five different wrong passwords.
 times=()
 for i in 1 2 3 4 5; do
-  r=$(imap 127.0.0.20 bob "wrong-$i")
+  r=$(imap_login 127.0.0.20 bob "wrong-$i")
   times+=("$(secs_of "$r")")
 done
 info "wrong-password login times: ${times[*]}"
@@ -129,7 +117,7 @@ check "mxguard restarts" restart_mx
 check "the ban holds across the restart" imap_no 127.0.0.20 bob bob-pw "$REJECT_TEXT"
 
 # A phone retrying one stale password: counted once, never banned.
-for i in $(seq 1 8); do imap 127.0.0.30 carol old-carol-pw >/dev/null; done
+for i in $(seq 1 8); do imap_login 127.0.0.30 carol old-carol-pw >/dev/null; done
 check "a device retrying one stale password is not banned" imap_ok 127.0.0.30 carol carol-pw
 stale_fast() {
   lt "$(secs_of "$LAST")" 0.9 && return 0

@@ -389,6 +389,27 @@ mx_start() {
   fi
   return 0
 }
+# mx_recorded_held SOCKET ACCOUNT: the queue ids mxguard recorded as held for ACCOUNT (a
+# login or ip:ADDRESS), sorted, one per line.
+mx_recorded_held() {
+  "$MXGUARD_BIN" account show --socket "$1" --json "$2" \
+    | python3 -c 'import json,sys; print("\n".join(sorted(json.load(sys.stdin)["held"])))'
+}
+# mx_recorded_is_held SOCKET ACCOUNT: mxguard recorded exactly the ids in the hold queue.
+mx_recorded_is_held() {
+  local a b
+  a=$(mx_recorded_held "$1" "$2"); b=$(held_ids)
+  [ -n "$a" ] && [ "$a" = "$b" ] && return 0
+  CHECK_DETAIL="mxguard recorded [$(echo "$a" | tr '\n' ' ')], hold queue has [$(echo "$b" | tr '\n' ' ')]"
+  return 1
+}
+# mx_unlock_release CONFIG SOCKET ACCOUNT: `mxguard account unlock --release` succeeds.
+mx_unlock_release() {
+  local out
+  out=$("$MXGUARD_BIN" account unlock --config "$1" --socket "$2" --release "$3" 2>&1) && return 0
+  CHECK_DETAIL="exit $?: $(echo "$out" | tr '\n' '|')"
+  return 1
+}
 # mx_config_ok CONFIG: `mxguard check-config` accepts CONFIG.
 mx_config_ok() {
   local out
@@ -517,4 +538,16 @@ try:
 except (imaplib.IMAP4.error, OSError) as e:
     print(f"no {time.monotonic() - t0:.2f} {e}")
 PY
+}
+# imap_ok SRC USER PASS: that login succeeds. imap_no SRC USER PASS [REGEX]: it is refused
+# (with a message matching REGEX). Both leave imap_login's output in $LAST.
+imap_ok() {
+  LAST=$(imap_login "$@")
+  [[ $LAST == ok* ]] && return 0
+  CHECK_DETAIL="IMAP login $2 from $1 refused: $LAST"; return 1
+}
+imap_no() {
+  LAST=$(imap_login "$1" "$2" "$3")
+  if [[ $LAST == no* ]] && { [ -z "${4:-}" ] || [[ $LAST =~ $4 ]]; }; then return 0; fi
+  CHECK_DETAIL="IMAP login $2 from $1: $LAST (expected a refusal${4:+ matching /$4/})"; return 1
 }

@@ -75,27 +75,10 @@ check "postqueue -j shows both over-quota messages held" it_wait_for 10 held_cou
 check "held message 3 is not delivered" not_delivered quota3
 check "the HOLD was logged by Postfix" grep -q "hold: RCPT from .*quota per-client reached" "$PF_LOG"
 
-recorded_ids() {
-  "$MXGUARD_BIN" account show --socket "$SOCK" --json "ip:127.0.0.1" \
-    | python3 -c 'import json,sys; print("\n".join(sorted(json.load(sys.stdin)["held"])))'
-}
-same_ids() {
-  local a b
-  a=$(recorded_ids); b=$(held_ids)
-  [ -n "$a" ] && [ "$a" = "$b" ] && return 0
-  CHECK_DETAIL="mxguard recorded [$(echo "$a" | tr '\n' ' ')], hold queue has [$(echo "$b" | tr '\n' ' ')]"
-  return 1
-}
-check "mxguard recorded exactly the held queue ids" same_ids
+check "mxguard recorded exactly the held queue ids" mx_recorded_is_held "$SOCK" ip:127.0.0.1
 check "nothing bounced" no_bounce
 
-unlock_release() {
-  local out
-  out=$("$MXGUARD_BIN" account unlock --config "$CONF" --socket "$SOCK" --release "ip:127.0.0.1" 2>&1) && return 0
-  CHECK_DETAIL="exit $?: $(echo "$out" | tr '\n' '|')"
-  return 1
-}
-check "account unlock --release exits 0" unlock_release
+check "account unlock --release exits 0" mx_unlock_release "$CONF" "$SOCK" ip:127.0.0.1
 check "released message 3 is delivered" wait_delivered quota3
 check "released message 4 reaches both recipients" wait_delivered quota4 2
 check "the hold queue is empty" held_count_is 0

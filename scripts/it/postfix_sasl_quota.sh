@@ -107,26 +107,12 @@ submit() {
   local name=$1 login=$2 pw=$3 to=$4; shift 4
   send "$name" "$SMTP" "$login" "$to" --auth PLAIN --auth-user "$login" --auth-password "$pw" "$@"
 }
-recorded_ids() { # recorded_ids LOGIN: the queue ids mxguard recorded as held for LOGIN
-  "$MXGUARD_BIN" account show --socket "$SOCK" --json "$1" \
-    | python3 -c 'import json,sys; print("\n".join(sorted(json.load(sys.stdin)["held"])))'
-}
 account_json() { # account_json LOGIN PYEXPR: PYEXPR over the account's JSON `a` is true
   "$MXGUARD_BIN" account show --socket "$SOCK" --json "$1" >"$IT_DIR/account.json" 2>&1 || {
     CHECK_DETAIL="account show failed: $(head -c 300 "$IT_DIR/account.json")"; return 1; }
   python3 -c "import json,sys; a=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$IT_DIR/account.json" && return 0
   CHECK_DETAIL="account $1: $(head -c 400 "$IT_DIR/account.json") does not satisfy $2"
   return 1
-}
-imap_ok() {
-  LAST=$(imap_login "$@")
-  [[ $LAST == ok* ]] && return 0
-  CHECK_DETAIL="IMAP login $2 from $1 refused: $LAST"; return 1
-}
-imap_no() {
-  LAST=$(imap_login "$@")
-  [[ $LAST == no* ]] && return 0
-  CHECK_DETAIL="IMAP login $2 from $1: $LAST (expected a refusal)"; return 1
 }
 
 # ------------------------------------------------------------------ alice: quota, HOLD
@@ -146,14 +132,7 @@ check "alice message 4 (2 recipients) is accepted" sent_queued alice4
 check "postqueue -j shows alice's two over-quota messages held" it_wait_for 10 held_count_is 2
 check "held message 3 is not delivered" not_delivered alice3
 check "Postfix logged the HOLD with mxguard's text" grep -q "hold: RCPT from .*quota per-user reached" "$PF_LOG"
-same_ids() {
-  local a b
-  a=$(recorded_ids alice@example.test); b=$(held_ids)
-  [ -n "$a" ] && [ "$a" = "$b" ] && return 0
-  CHECK_DETAIL="mxguard recorded [$(echo "$a" | tr '\n' ' ')], hold queue has [$(echo "$b" | tr '\n' ' ')]"
-  return 1
-}
-check "mxguard recorded exactly the held queue ids under the login" same_ids
+check "mxguard recorded exactly the held queue ids under the login" mx_recorded_is_held "$SOCK" alice@example.test
 check "account list shows alice with held mail" sh -c "'$MXGUARD_BIN' account list --socket '$SOCK' | grep -q 'alice@example.test'"
 
 # ------------------------------------------------------------------ carol: nothing charged
@@ -174,13 +153,7 @@ check "carol's second is delivered: refused and abandoned mail was not charged" 
 check "no message of carol is held" held_count_is 2
 
 # ------------------------------------------------------------------ unlock --release
-unlock_release() { # unlock_release LOGIN
-  local out
-  out=$("$MXGUARD_BIN" account unlock --config "$CONF" --socket "$SOCK" --release "$1" 2>&1) && return 0
-  CHECK_DETAIL="exit $?: $(echo "$out" | tr '\n' '|')"
-  return 1
-}
-check "account unlock alice --release exits 0" unlock_release alice@example.test
+check "account unlock alice --release exits 0" mx_unlock_release "$CONF" "$SOCK" alice@example.test
 check "released message 3 is delivered" wait_delivered alice3
 check "released message 4 reaches both recipients" wait_delivered alice4 2
 check "the hold queue is empty" held_count_is 0
@@ -209,7 +182,7 @@ send mallory2 "$SMTP" mallory@example.test user@example.test --local-interface 1
   --auth PLAIN --auth-user mallory@example.test --auth-password mallory-pw
 check "... and at SMTP AUTH (535)" sent_reply mallory2 '^<\*\* +535 '
 check "alice is not affected" imap_ok 127.0.0.23 alice@example.test alice-pw
-check "account unlock mallory --release exits 0" unlock_release mallory@example.test
+check "account unlock mallory --release exits 0" mx_unlock_release "$CONF" "$SOCK" mallory@example.test
 check "mallory's held message is delivered to both recipients" wait_delivered mallory1 2
 check "the hold queue is empty again" held_count_is 0
 check "mallory logs in again after unlock" imap_ok 127.0.0.21 mallory@example.test mallory-pw
