@@ -33,3 +33,11 @@ build_load_tools() {
     fi
   done
 }
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (polls every 0.1 s, 10 s at most).
+wait_port() {
+  local _
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}

@@ -102,11 +102,6 @@ EOF
 mkdir -p "$dir/postfwd"
 chown nobody:nogroup "$dir/postfwd"
 
-wait_listen() { # wait_listen PORT
-  local i
-  for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listens on $1" >&2; return 1
-}
 pgid_of() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[3] }' "/proc/$1/stat"; }
 
 # measure NAME PGID: the generator against 127.0.0.1:$port; prints one table row and keeps
@@ -136,7 +131,7 @@ exec 4>&2 2>&1   # rows go to stdout in order
 
 setsid "$tools/dunno_server" "127.0.0.1:$port" >/dev/null 2>&1 &
 g=$!; pids+=("$g")
-wait_listen "$port"
+wait_port "$port"
 measure "DUNNO ceiling" "$g"
 kill -TERM -- "-$g"; wait "$g" 2>/dev/null || true
 sleep 0.3
@@ -147,7 +142,7 @@ run_postfwd() {
   postfwd2 --file "$dir/postfwd.cf" --interface 127.0.0.1 --port "$port" --user nobody --group nogroup \
     --pidfile "$dir/postfwd/postfwd2.pid" --cache_socket "unix::$dir/postfwd/cache.sock" \
     --cache=600 --cache-rdomain-only --cache-no-size --noidlestats "$@" >"$dir/postfwd.out" 2>&1
-  wait_listen "$port"
+  wait_port "$port"
   for _ in $(seq 50); do [ -s "$dir/postfwd/postfwd2.pid" ] && break; sleep 0.1; done
   master=$(tr -dc 0-9 <"$dir/postfwd/postfwd2.pid")
   g=$(pgid_of "$master"); pids+=("$g")
@@ -178,7 +173,7 @@ PERFMON_RPS=$LAST_RPS
 write_mxguard_config "$dir/mxguard.toml" "$dir/state"
 setsid "$MXGUARD_BIN" serve --config "$dir/mxguard.toml" 2>"$dir/mxguard.log" &
 g=$!; pids+=("$g")
-wait_listen "$port"
+wait_port "$port"
 measure "mxguard, 5 limits (${STORE:-embedded} store)" "$g"
 kill -TERM -- "-$g"; wait "$g" 2>/dev/null || true
 exec 2>&4
@@ -191,7 +186,7 @@ sleep 0.5
 write_mxguard_config "$dir/mxguard-mem.toml" "$dir/state-mem"
 setsid "$MXGUARD_BIN" serve --config "$dir/mxguard-mem.toml" 2>"$dir/mxguard-mem.log" &
 g=$!; pids+=("$g")
-wait_listen "$port"
+wait_port "$port"
 rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$g/status")
 fill=$(python3 scripts/bench/limits_keys.py "127.0.0.1:$port" "$KEYS" 4)
 sleep 3   # one write-behind pass to the redb file
@@ -204,7 +199,7 @@ disk=$(du -sk "$dir/state-mem" | cut -f1)
 # the same keys loaded from disk by a restarted daemon: what holding them costs
 setsid "$MXGUARD_BIN" serve --config "$dir/mxguard-mem.toml" 2>>"$dir/mxguard-mem.log" &
 g=$!; pids+=("$g")
-wait_listen "$port"
+wait_port "$port"
 sleep 2
 rss_loaded=$(awk '/VmRSS/ {print $2}' "/proc/$g/status")
 python3 - "$KEYS" "$fill" "$rss_before" "$rss_3s" "$rss_15s" "$hwm" "$rss_loaded" "$disk" <<'PY'

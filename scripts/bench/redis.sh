@@ -39,7 +39,6 @@ cleanup() {
 trap cleanup EXIT
 base=$((30000 + RANDOM % 2000))
 port=$base; rport=$((base + 1)); mport=$((base + 2))
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 redis-server --bind 127.0.0.1 --port "$rport" --dir "$dir" --save "" --appendonly no >"$dir/redis.log" 2>&1 &
 pids+=($!)

@@ -33,6 +33,8 @@ import tempfile
 import threading
 import time
 
+from group_measure import cpu_ticks, kib, members  # the /proc process-group walk
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,23 +62,9 @@ def free_port():
 
 def group_stats(pgid):
     """(CPU ticks incl. reaped children, summed VmRSS KiB) of process group `pgid`."""
-    ticks, rss = 0, 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            ticks += sum(int(x) for x in fields[11:15])
-            with open(f"/proc/{d}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return ticks, rss
+    ms = members(pgid)
+    return (sum(cpu_ticks(f) for _, f in ms),
+            sum(kib(f"/proc/{p}/status", "VmRSS:") for p, _ in ms))
 
 
 class Sampler(threading.Thread):
